@@ -1,0 +1,18 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+)
+
+// TODO(owner of cmd_sim.go): replace this placeholder with the real command.
+func simCmd() *command {
+	return &command{
+		name:    "sim",
+		summary: "(not built yet)",
+		flags: func(fs *flag.FlagSet) func(context.Context, *cliEnv, []string) error {
+			return func(context.Context, *cliEnv, []string) error { return errors.New("not built yet") }
+		},
+	}
+}

@@ -1,0 +1,128 @@
+// Command mediflow is the EHR integration engine: one binary that runs the
+// engine (serve), the EHR simulator (sim), a one-command demo, config lint,
+// key management and benchmarks.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+)
+
+// command is one subcommand. Each lives in its own cmd_*.go file and is listed
+// in commands(); its flags and --help text come from the same definition.
+type command struct {
+	name    string
+	summary string // one line, shown in `mediflow --help`
+	usage   string // argument synopsis after the flags, e.g. "FILE"
+	long    string // paragraphs shown in `mediflow NAME --help`
+	// flags defines the command's flags on fs and returns a function that runs
+	// the command once fs is parsed; args are the positional arguments.
+	flags func(fs *flag.FlagSet) func(ctx context.Context, env *cliEnv, args []string) error
+}
+
+// cliEnv is what a command may touch of the outside world, so tests can run
+// commands in-process.
+type cliEnv struct {
+	stdout io.Writer
+	stderr io.Writer
+	getenv func(string) string
+}
+
+func commands() []*command {
+	cmds := []*command{
+		versionCmd(),
+		lintCmd(),
+		keysCmd(),
+		simCmd(),
+		serveCmd(),
+		demoCmd(),
+		benchCmd(),
+	}
+	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
+	return cmds
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	env := &cliEnv{stdout: os.Stdout, stderr: os.Stderr, getenv: os.Getenv}
+	os.Exit(run(ctx, env, os.Args[1:]))
+}
+
+// errUsage marks an error caused by how the command was called (exit code 2).
+var errUsage = errors.New("usage")
+
+// run dispatches args to a subcommand and returns the process exit code.
+func run(ctx context.Context, env *cliEnv, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		if len(args) > 1 && args[0] == "help" {
+			return run(ctx, env, []string{args[1], "--help"})
+		}
+		printTopHelp(env.stdout)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name != args[0] {
+			continue
+		}
+		fs := flag.NewFlagSet("mediflow "+c.name, flag.ContinueOnError)
+		fs.SetOutput(env.stderr)
+		runFn := c.flags(fs)
+		fs.Usage = func() { printCmdHelp(env.stdout, c, fs) }
+		if err := fs.Parse(args[1:]); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
+			}
+			return 2
+		}
+		if err := runFn(ctx, env, fs.Args()); err != nil {
+			fmt.Fprintf(env.stderr, "mediflow %s: %v\n", c.name, err)
+			if errors.Is(err, errUsage) {
+				return 2
+			}
+			return 1
+		}
+		return 0
+	}
+	fmt.Fprintf(env.stderr, "mediflow: unknown command %q (run `mediflow --help` for the list)\n", args[0])
+	return 2
+}
+
+func printTopHelp(w io.Writer) {
+	fmt.Fprintln(w, "mediflow — EHR integration engine")
+	fmt.Fprintln(w, "\nUsage: mediflow COMMAND [flags] [args]\n\nCommands:")
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-9s %s\n", c.name, c.summary)
+	}
+	fmt.Fprintln(w, "\nRun `mediflow COMMAND --help` for a command's flags.")
+}
+
+func printCmdHelp(w io.Writer, c *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "mediflow %s — %s\n\nUsage: mediflow %s [flags] %s\n", c.name, c.summary, c.name, c.usage)
+	if c.long != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.long))
+	}
+	hasFlags := false
+	fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	if hasFlags {
+		fmt.Fprintln(w, "\nFlags:")
+		fs.SetOutput(w)
+		fs.PrintDefaults()
+	}
+}
+
+// usagef returns an error that makes the command exit with status 2.
+func usagef(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", errUsage, fmt.Sprintf(format, a...))
+}
