@@ -1,0 +1,246 @@
+// Package config reads mediflow's one YAML configuration file. A single schema
+// table (schema.go) drives strict decoding, validation with file:line:col
+// diagnostics and hints, defaults, and the generated docs/configuration.md.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/mediflow/mediflow/internal/dataclass"
+	"github.com/mediflow/mediflow/internal/vendors"
+)
+
+// Config is a whole, validated configuration with defaults filled in.
+type Config struct {
+	Server    Server
+	Store     Store
+	Log       Log
+	Practices []Practice
+	Apps      []App
+
+	// File is the name the configuration was parsed from.
+	File string `json:"-" yaml:"-"`
+	// BaseDir is the directory relative paths (secret files, the SQLite
+	// path) are resolved against: the config file's directory.
+	BaseDir string `json:"-" yaml:"-"`
+	// Warnings holds the non-fatal findings of Parse or Load.
+	Warnings Diagnostics `json:"-" yaml:"-"`
+}
+
+// Server is the HTTP listener for the app-facing API and the status page.
+type Server struct {
+	Listen    string // host:port
+	PublicURL string // may be empty
+}
+
+// Store selects and locates the storage engine.
+type Store struct {
+	Driver string // "sqlite" or "postgres"
+	Path   string // sqlite: database file, as written (see Config.Abs)
+	DSN    Secret // postgres: connection string
+}
+
+// Log configures the process log.
+type Log struct {
+	Level  string // debug, info, warn, error
+	Format string // json, text
+}
+
+// Practice is one tenant: a medical practice and its EHR connections.
+type Practice struct {
+	ID          string
+	Name        string
+	Connections []Connection
+}
+
+// Connection is one EHR endpoint of a practice.
+type Connection struct {
+	Name     string
+	Vendor   string
+	BaseURL  string // without a trailing slash
+	Auth     Auth
+	Timeout  time.Duration
+	PageSize int
+	Overlap  time.Duration
+	Sync     []SyncPolicy
+}
+
+// Auth is how a connection authenticates to the EHR.
+type Auth struct {
+	Type       string // "smart-backend" or "none"
+	ClientID   string
+	PrivateKey Secret
+	KeyID      string // empty: the JWK thumbprint of the key
+	Algorithm  string // RS384 or ES384
+	JKU        string // optional JWKS URL for the JWT header
+	TokenURL   string // empty: discovered
+	Scopes     []string
+}
+
+// SyncPolicy is how often one data class is polled on a connection.
+type SyncPolicy struct {
+	Class    string
+	Interval time.Duration
+}
+
+// App is an API client and the practices its key may read.
+type App struct {
+	Name      string
+	Key       Secret
+	Practices []string // practice ids, or the single entry "*"
+}
+
+// Auth types.
+const (
+	AuthSMARTBackend = "smart-backend"
+	AuthNone         = "none"
+)
+
+// AllPractices is the App.Practices entry that grants every practice.
+const AllPractices = "*"
+
+// Allows reports whether the app's key may read the practice.
+func (a App) Allows(practiceID string) bool {
+	return slices.Contains(a.Practices, AllPractices) || slices.Contains(a.Practices, practiceID)
+}
+
+// ResourceTypes returns the FHIR resource types the connection's sync
+// classes read, in class order, each once.
+func (c Connection) ResourceTypes() []string {
+	var out []string
+	for _, s := range c.Sync {
+		cl, ok := dataclass.Lookup(s.Class)
+		if !ok {
+			continue
+		}
+		for _, t := range cl.ResourceTypes {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// Practice returns the practice with the given id.
+func (c *Config) Practice(id string) (*Practice, bool) {
+	for i := range c.Practices {
+		if c.Practices[i].ID == id {
+			return &c.Practices[i], true
+		}
+	}
+	return nil, false
+}
+
+// Abs resolves a path from the configuration (such as Store.Path) against
+// BaseDir; absolute paths are returned unchanged.
+func (c *Config) Abs(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(c.BaseDir, p)
+}
+
+// SecretCheck says whether Parse resolves secrets (reads files, looks up
+// environment variables) and how it reports the ones it cannot resolve.
+type SecretCheck int
+
+const (
+	// SecretsUnchecked checks only the shape of secret references.
+	SecretsUnchecked SecretCheck = iota
+	// SecretsWarn resolves secrets; unresolvable ones are warnings (lint --no-secrets).
+	SecretsWarn
+	// SecretsRequired resolves secrets; unresolvable ones are errors (Load, lint).
+	SecretsRequired
+)
+
+// Option changes how Parse works.
+type Option func(*options)
+
+type options struct {
+	getenv  func(string) string
+	secrets SecretCheck
+	vendors []string
+	baseDir string
+}
+
+// WithEnv sets the environment lookup used to resolve `env:` secrets
+// (default os.Getenv).
+func WithEnv(getenv func(string) string) Option {
+	return func(o *options) {
+		if getenv != nil {
+			o.getenv = getenv
+		}
+	}
+}
+
+// WithSecretCheck sets whether and how secrets are resolved (default SecretsUnchecked).
+func WithSecretCheck(c SecretCheck) Option { return func(o *options) { o.secrets = c } }
+
+// WithVendors replaces the list of vendor names a connection may name
+// (default DefaultVendors()).
+func WithVendors(names ...string) Option {
+	return func(o *options) { o.vendors = slices.Clone(names) }
+}
+
+// WithBaseDir sets the directory relative paths are resolved against
+// (default: the directory of the file name given to Parse).
+func WithBaseDir(dir string) Option { return func(o *options) { o.baseDir = dir } }
+
+// DefaultVendors returns the vendor names known when no WithVendors option is
+// given: the profiles registered in internal/vendors.
+func DefaultVendors() []string { return vendors.Names() }
+
+// Parse decodes and validates a configuration. filename is used in
+// diagnostics and to resolve relative paths. When any error is found the
+// result is nil and the error is a Diagnostics holding every error and
+// warning; otherwise the warnings are in Config.Warnings.
+func Parse(filename string, data []byte, opts ...Option) (*Config, error) {
+	o := options{getenv: os.Getenv, vendors: DefaultVendors(), baseDir: filepath.Dir(filename)}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	p := newParser(filename, o)
+	cfg := &Config{File: filename, BaseDir: o.baseDir}
+	p.decodeFile(data, cfg)
+	if !p.fatal {
+		p.validate(cfg)
+		if o.secrets != SecretsUnchecked {
+			p.checkSecrets(cfg)
+		}
+	}
+	p.diags.Sort()
+	if p.diags.HasErrors() {
+		return nil, p.diags
+	}
+	cfg.Warnings = p.diags
+	return cfg, nil
+}
+
+// Load reads the file at path and parses it, resolving every secret: a secret
+// that cannot be read is an error. getenv looks up `env:` secrets (nil means
+// os.Getenv).
+func Load(path string, getenv func(string) string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, Diagnostics{{File: path, Severity: SeverityError,
+			Message: fmt.Sprintf("cannot read the file: %v", unwrapPathError(err)),
+			Hint:    "check the path and the file's permissions"}}
+	}
+	return Parse(path, data, WithEnv(getenv), WithSecretCheck(SecretsRequired))
+}
+
+// unwrapPathError drops the path from an *os.PathError, since diagnostics
+// already name the file.
+func unwrapPathError(err error) error {
+	var pe *os.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}

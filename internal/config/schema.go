@@ -1,0 +1,311 @@
+package config
+
+import (
+	"regexp"
+	"time"
+
+	"github.com/mediflow/mediflow/internal/dataclass"
+)
+
+// This file is the one definition of the configuration's keys. The decoder
+// (decode.go) walks these tables, and docs/configuration.md is generated from
+// them (reference.go). Rules that involve more than one key live in
+// validate.go; each object's notes describe them for the docs.
+
+// kind is the type of a key's value.
+type kind int
+
+const (
+	kindString     kind = iota
+	kindInt             // whole number within [min, max]
+	kindDuration        // Go duration within [minDur, maxDur]
+	kindURL             // absolute http(s) URL
+	kindAddr            // host:port
+	kindSecret          // a Secret: {file|env|value: ...}
+	kindStringList      // list of strings, at least min items
+	kindObject          // mapping described by obj
+	kindObjectList      // list of mappings described by obj, at least min items
+)
+
+// cond makes a key apply only when a sibling key (earlier in the table) has a
+// given value: it is then required or defaulted, and ignored (with a warning)
+// otherwise.
+type cond struct{ key, value string }
+
+// field is one key of an object.
+type field struct {
+	key      string
+	kind     kind
+	doc      string
+	noun     string // names the value (or each list item) in messages; default: key
+	required bool
+	def      string // default, written as it would be in YAML
+	defDoc   string // default described in words, when it is not a literal
+	when     *cond
+	// enum lists the allowed values of a string (or of each list item).
+	enum       func(o *options) []string
+	pattern    *regexp.Regexp
+	patternDoc string
+	min, max   int
+	minDur     time.Duration
+	maxDur     time.Duration
+	obj        *object
+	// at returns a pointer to the key's value inside the parent struct (for
+	// kindObjectList: appends a zero element and returns a pointer to it).
+	at func(parent any) any
+}
+
+// object is a mapping: a name for messages, a path for the docs, its keys.
+type object struct {
+	name   string
+	path   string
+	doc    string
+	notes  []string
+	fields []*field
+}
+
+// ref adapts a typed accessor to field.at.
+func ref[P any](f func(*P) any) func(any) any {
+	return func(p any) any { return f(p.(*P)) }
+}
+
+// appendTo adapts a slice accessor to field.at for kindObjectList.
+func appendTo[P, E any](f func(*P) *[]E) func(any) any {
+	return func(p any) any {
+		s := f(p.(*P))
+		*s = append(*s, *new(E))
+		return &(*s)[len(*s)-1]
+	}
+}
+
+func values(v ...string) func(*options) []string { return func(*options) []string { return v } }
+
+var (
+	idPattern      = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$`)
+	idPatternDoc   = "lowercase letters, digits and `-`, starting and ending with a letter or digit, at most 64 characters"
+	scopePattern   = regexp.MustCompile(`^system/(\*|[A-Z][A-Za-z]+)\.(read|write|\*|c?r?u?d?s?)(\?\S+)?$`)
+	scopeDoc       = "a SMART system scope: `system/<Type or *>.<read|write|*>` (v1) or `system/<Type or *>.<cruds subset>` (v2)"
+	envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+var secretObject = &object{
+	name: "secret",
+	path: "Secret",
+	doc: "A secret is written as a mapping with exactly one key. Keep secrets out of the file: " +
+		"prefer `file` or `env`; an inline `value` makes lint warn.",
+	fields: []*field{
+		{key: "file", kind: kindString, doc: "Path of a file holding the secret; relative paths are resolved from the config file's directory. Trailing line breaks are ignored.",
+			at: ref(func(s *Secret) any { return &s.File })},
+		{key: "env", noun: "environment variable name", kind: kindString, doc: "Name of an environment variable holding the secret.",
+			pattern: envNamePattern, patternDoc: "an environment variable name: letters, digits and `_`, not starting with a digit",
+			at: ref(func(s *Secret) any { return &s.Env })},
+		{key: "value", kind: kindString, doc: "The secret itself, in the file. Discouraged: lint warns.",
+			at: ref(func(s *Secret) any { return &s.Value })},
+	},
+}
+
+var serverObject = &object{
+	name: "server",
+	path: "server",
+	doc:  "The HTTP listener for the app-facing API, the status page, `/healthz`, `/readyz` and `/metrics`.",
+	notes: []string{
+		"A `listen` host that is not a loopback address (or an empty host, meaning every interface) is a warning: put TLS and a firewall in front first.",
+	},
+	fields: []*field{
+		{key: "listen", kind: kindAddr, def: "127.0.0.1:8080",
+			doc: "Address to listen on, as `host:port`. Port 0 picks a free port.",
+			at:  ref(func(s *Server) any { return &s.Listen })},
+		{key: "public_url", kind: kindURL,
+			doc: "The URL applications use to reach this server, when it differs from `listen` (behind a proxy). Used in links mediflow returns, such as Bundle paging links.",
+			at:  ref(func(s *Server) any { return &s.PublicURL })},
+	},
+}
+
+var storeObject = &object{
+	name: "store",
+	path: "store",
+	doc:  "Where mediflow keeps raw payloads, canonical resources, sync cursors, run records and audit events.",
+	fields: []*field{
+		{key: "driver", kind: kindString, def: "sqlite", enum: values("sqlite", "postgres"),
+			doc: "Storage engine. `sqlite` is embedded and needs nothing else; `postgres` is accepted here but not yet available in the engine.",
+			at:  ref(func(s *Store) any { return &s.Driver })},
+		{key: "path", kind: kindString, def: "./data/mediflow.db", when: &cond{"driver", "sqlite"},
+			doc: "SQLite database file, relative to the config file's directory unless absolute.",
+			at:  ref(func(s *Store) any { return &s.Path })},
+		{key: "dsn", kind: kindSecret, required: true, when: &cond{"driver", "postgres"},
+			doc: "PostgreSQL connection string, a secret.",
+			at:  ref(func(s *Store) any { return &s.DSN })},
+	},
+}
+
+var logObject = &object{
+	name: "log",
+	path: "log",
+	doc:  "The process log (standard error). Names, birth dates, identifiers, addresses and phone numbers are redacted at every level.",
+	fields: []*field{
+		{key: "level", kind: kindString, def: "info", enum: values("debug", "info", "warn", "error"),
+			doc: "Lowest level written.",
+			at:  ref(func(l *Log) any { return &l.Level })},
+		{key: "format", kind: kindString, def: "json", enum: values("json", "text"),
+			doc: "Output format: one JSON object per line, or key=value text for humans.",
+			at:  ref(func(l *Log) any { return &l.Format })},
+	},
+}
+
+var authObject = &object{
+	name: "auth",
+	path: "practices[].connections[].auth",
+	doc:  "How mediflow authenticates to the EHR. `smart-backend` is SMART Backend Services: a JWT client assertion signed with your private key, exchanged for a short-lived access token.",
+	notes: []string{
+		"When the private key is resolved (lint without `--no-secrets`, and at start-up), it must be a PEM private key matching `algorithm`: RSA of at least 2048 bits for RS384, ECDSA P-384 for ES384.",
+		"When `scopes` is given, every resource type of the connection's sync classes must be readable under it (warning otherwise).",
+		"`type: none` with a `base_url` that is not on loopback is a warning: that is only for local testing.",
+	},
+	fields: []*field{
+		{key: "type", kind: kindString, required: true, enum: values(AuthSMARTBackend, AuthNone),
+			doc: "`smart-backend`, or `none` for an unauthenticated endpoint such as a local simulator.",
+			at:  ref(func(a *Auth) any { return &a.Type })},
+		{key: "client_id", kind: kindString, required: true, when: &cond{"type", AuthSMARTBackend},
+			doc: "The client id the EHR assigned when you registered your public key (JWKS).",
+			at:  ref(func(a *Auth) any { return &a.ClientID })},
+		{key: "private_key", kind: kindSecret, required: true, when: &cond{"type", AuthSMARTBackend},
+			doc: "PEM private key that signs the client assertion, a secret. `mediflow keys new` writes one with its public JWKS.",
+			at:  ref(func(a *Auth) any { return &a.PrivateKey })},
+		{key: "key_id", kind: kindString, when: &cond{"type", AuthSMARTBackend}, defDoc: "the key's JWK thumbprint",
+			doc: "`kid` sent in the JWT header; must match the `kid` in the JWKS you registered.",
+			at:  ref(func(a *Auth) any { return &a.KeyID })},
+		{key: "algorithm", kind: kindString, def: "RS384", when: &cond{"type", AuthSMARTBackend}, enum: values("RS384", "ES384"),
+			doc: "Signature algorithm of the client assertion.",
+			at:  ref(func(a *Auth) any { return &a.Algorithm })},
+		{key: "jku", kind: kindURL, when: &cond{"type", AuthSMARTBackend},
+			doc: "URL of your JWKS, sent as `jku` in the JWT header. Some EHRs require it; it must equal the JWKS URL you registered.",
+			at:  ref(func(a *Auth) any { return &a.JKU })},
+		{key: "token_url", kind: kindURL, when: &cond{"type", AuthSMARTBackend}, defDoc: "discovered",
+			doc: "Token endpoint. When empty it is discovered from `.well-known/smart-configuration` (or the CapabilityStatement).",
+			at:  ref(func(a *Auth) any { return &a.TokenURL })},
+		{key: "scopes", noun: "scope", kind: kindStringList, when: &cond{"type", AuthSMARTBackend}, pattern: scopePattern, patternDoc: scopeDoc,
+			defDoc: "read scopes for the sync classes' resource types, in the vendor's scope syntax",
+			doc:    "Scopes to request, v1 (`system/Patient.read`) or v2 (`system/Patient.rs`) syntax.",
+			at:     ref(func(a *Auth) any { return &a.Scopes })},
+	},
+}
+
+var syncObject = &object{
+	name: "sync entry",
+	path: "practices[].connections[].sync[]",
+	doc:  "One data class to poll and how often. See [Data classes](#data-classes) for the classes, their default and maximum intervals.",
+	notes: []string{
+		"A class may appear once per connection.",
+		"`interval` may not exceed the class's maximum: operational data is never synced nightly.",
+	},
+	fields: []*field{
+		{key: "class", kind: kindString, required: true, enum: func(*options) []string { return dataclass.Names() },
+			doc: "Data class name.",
+			at:  ref(func(s *SyncPolicy) any { return &s.Class })},
+		{key: "interval", kind: kindDuration, minDur: time.Second, defDoc: "the class's default interval",
+			doc: "Time between polls, at most the class's maximum interval.",
+			at:  ref(func(s *SyncPolicy) any { return &s.Interval })},
+	},
+}
+
+var connectionObject = &object{
+	name: "connection",
+	path: "practices[].connections[]",
+	doc:  "One EHR endpoint of a practice.",
+	notes: []string{
+		"Connection names are unique within a practice.",
+		"A plain `http` URL to a host that is not on loopback is a warning: tokens and patient data would travel unencrypted.",
+	},
+	fields: []*field{
+		{key: "name", noun: "connection name", kind: kindString, required: true, pattern: idPattern, patternDoc: idPatternDoc,
+			doc: "Connection name, unique within the practice; used in logs, metrics and the API.",
+			at:  ref(func(c *Connection) any { return &c.Name })},
+		{key: "vendor", kind: kindString, required: true, enum: func(o *options) []string { return o.vendors },
+			doc: "EHR vendor profile: its error codes, paging limits and quirks. `generic` is plain FHIR R4.",
+			at:  ref(func(c *Connection) any { return &c.Vendor })},
+		{key: "base_url", kind: kindURL, required: true,
+			doc: "FHIR R4 base URL (the one that serves `/metadata`).",
+			at:  ref(func(c *Connection) any { return &c.BaseURL })},
+		{key: "auth", kind: kindObject, required: true, obj: authObject,
+			doc: "Authentication; see below.",
+			at:  ref(func(c *Connection) any { return &c.Auth })},
+		{key: "timeout", kind: kindDuration, def: "30s", minDur: time.Second, maxDur: 10 * time.Minute,
+			doc: "Timeout of one HTTP request to the EHR, including reading the response.",
+			at:  ref(func(c *Connection) any { return &c.Timeout })},
+		{key: "page_size", kind: kindInt, def: "100", min: 1, max: 1000,
+			doc: "`_count` asked for on searches; servers may return fewer.",
+			at:  ref(func(c *Connection) any { return &c.PageSize })},
+		{key: "overlap", kind: kindDuration, def: "2m", maxDur: 24 * time.Hour,
+			doc: "How far before the last watermark each incremental `_lastUpdated` search starts, to catch late commits on the EHR side. Re-fetched resources are recognised and counted as unchanged.",
+			at:  ref(func(c *Connection) any { return &c.Overlap })},
+		{key: "sync", kind: kindObjectList, required: true, min: 1, obj: syncObject,
+			doc: "The data classes to poll, each with its interval.",
+			at:  appendTo(func(c *Connection) *[]SyncPolicy { return &c.Sync })},
+	},
+}
+
+var practiceObject = &object{
+	name:  "practice",
+	path:  "practices[]",
+	doc:   "A practice is a tenant: its data is stored and served apart from every other practice's.",
+	notes: []string{"Practice ids are unique."},
+	fields: []*field{
+		{key: "id", noun: "practice id", kind: kindString, required: true, pattern: idPattern, patternDoc: idPatternDoc,
+			doc: "Practice id, unique; used in API paths (`/fhir/{id}/…`) and must not change once data is stored.",
+			at:  ref(func(p *Practice) any { return &p.ID })},
+		{key: "name", kind: kindString, required: true,
+			doc: "Display name.",
+			at:  ref(func(p *Practice) any { return &p.Name })},
+		{key: "connections", kind: kindObjectList, required: true, min: 1, obj: connectionObject,
+			doc: "The practice's EHR endpoints.",
+			at:  appendTo(func(p *Practice) *[]Connection { return &p.Connections })},
+	},
+}
+
+var appObject = &object{
+	name: "app",
+	path: "apps[]",
+	doc:  "An application that reads the API, with its key and the practices it may see.",
+	notes: []string{
+		"App names are unique.",
+		"Every entry of `practices` names a configured practice, or is the single entry `*`.",
+		"When secrets are resolved, `key` must be at least 32 characters and differ from every other app's key.",
+	},
+	fields: []*field{
+		{key: "name", noun: "app name", kind: kindString, required: true, pattern: idPattern, patternDoc: idPatternDoc,
+			doc: "App name, unique; recorded in audit events.",
+			at:  ref(func(a *App) any { return &a.Name })},
+		{key: "key", kind: kindSecret, required: true,
+			doc: "API key the app sends as `Authorization: Bearer <key>`, a secret of at least 32 characters.",
+			at:  ref(func(a *App) any { return &a.Key })},
+		{key: "practices", noun: "practice", kind: kindStringList, required: true, min: 1,
+			doc: "Practice ids the app may read, or `[\"*\"]` for all.",
+			at:  ref(func(a *App) any { return &a.Practices })},
+	},
+}
+
+var rootObject = &object{
+	name: "the top level",
+	path: "",
+	notes: []string{
+		"A file without practices, or without apps, is valid but gets a warning: nothing would be synced or served.",
+	},
+	fields: []*field{
+		{key: "server", kind: kindObject, obj: serverObject, doc: "HTTP listener.",
+			at: ref(func(c *Config) any { return &c.Server })},
+		{key: "store", kind: kindObject, obj: storeObject, doc: "Storage.",
+			at: ref(func(c *Config) any { return &c.Store })},
+		{key: "log", kind: kindObject, obj: logObject, doc: "Logging.",
+			at: ref(func(c *Config) any { return &c.Log })},
+		{key: "practices", kind: kindObjectList, obj: practiceObject, doc: "The practices (tenants) and their EHR connections.",
+			at: appendTo(func(c *Config) *[]Practice { return &c.Practices })},
+		{key: "apps", kind: kindObjectList, obj: appObject, doc: "API clients.",
+			at: appendTo(func(c *Config) *[]App { return &c.Apps })},
+	},
+}
+
+// objects lists every object in the order the reference documents them.
+func objects() []*object {
+	return []*object{rootObject, serverObject, storeObject, logObject, practiceObject,
+		connectionObject, authObject, syncObject, appObject}
+}

@@ -1,0 +1,304 @@
+package config
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"slices"
+	"strings"
+
+	"github.com/mediflow/mediflow/internal/dataclass"
+)
+
+// validate checks the rules that involve more than one key, once decoding is
+// done, and fills defaults that depend on other keys. Values rejected during
+// decoding are skipped so one mistake is reported once.
+func (p *parser) validate(c *Config) {
+	if c.Server.Listen != "" && !p.bad["server.listen"] {
+		host, _, _ := net.SplitHostPort(c.Server.Listen)
+		if !isLoopback(host) {
+			what := "`" + host + "`, which is not a loopback address"
+			if host == "" {
+				what = "every network interface"
+			}
+			p.warnf(p.at("server.listen"), "keep 127.0.0.1 unless TLS and a firewall are in front of mediflow",
+				"the API and status page listen on %s", what)
+		}
+	}
+	if len(c.Practices) == 0 && !p.bad["practices"] {
+		p.warnf(p.at("practices"), "add a `practices:` list; see examples/mediflow.yaml", "no practices are configured: nothing will be synced")
+	}
+	if len(c.Apps) == 0 && !p.bad["apps"] {
+		p.warnf(p.at("apps"), "add an `apps:` list with a key for each application", "no apps are configured: the API will refuse every request")
+	}
+
+	practiceIDs := map[string]string{} // id -> path
+	for i := range c.Practices {
+		pr := &c.Practices[i]
+		pp := fmt.Sprintf("practices[%d]", i)
+		p.unique(practiceIDs, pr.ID, pp+".id", "practice id", "practice ids must be unique: rename one")
+		connNames := map[string]string{}
+		for j := range pr.Connections {
+			cp := fmt.Sprintf("%s.connections[%d]", pp, j)
+			p.unique(connNames, pr.Connections[j].Name, cp+".name", "connection name",
+				fmt.Sprintf("connection names must be unique within practice `%s`: rename one", pr.ID))
+			p.validateConnection(&pr.Connections[j], cp)
+		}
+	}
+
+	appNames := map[string]string{}
+	// ids are the valid practice ids (offered in hints); named also holds
+	// rejected ones, already reported, so an app naming one is not reported again.
+	var ids, named []string
+	for i, pr := range c.Practices {
+		if pr.ID == "" {
+			continue
+		}
+		named = append(named, pr.ID)
+		if !p.bad[fmt.Sprintf("practices[%d].id", i)] {
+			ids = append(ids, pr.ID)
+		}
+	}
+	for i, app := range c.Apps {
+		ap := fmt.Sprintf("apps[%d]", i)
+		p.unique(appNames, app.Name, ap+".name", "app name", "app names must be unique: rename one")
+		for k, id := range app.Practices {
+			ip := fmt.Sprintf("%s.practices[%d]", ap, k)
+			switch {
+			case id == AllPractices && len(app.Practices) > 1:
+				p.errorf(p.at(ip), "write `practices: [\"*\"]` alone, or list the practice ids",
+					"app `%s` lists `*` together with other practices", app.Name)
+			case id == AllPractices || slices.Contains(named, id):
+			default:
+				msg := fmt.Sprintf("app `%s` names unknown practice `%s`", app.Name, id)
+				if s := suggest(id, ids); s != "" {
+					msg += fmt.Sprintf("; did you mean `%s`?", s)
+				}
+				hint := "configured practices: " + quoteList(ids)
+				if len(ids) == 0 {
+					hint = "add the practice under `practices:` first"
+				}
+				p.errorf(p.at(ip), hint, "%s", msg)
+			}
+		}
+	}
+}
+
+// unique records value at path in seen and reports a duplicate.
+func (p *parser) unique(seen map[string]string, value, path, what, hint string) {
+	if value == "" || p.bad[path] {
+		return
+	}
+	if first, dup := seen[value]; dup {
+		p.errorf(p.at(path), hint, "duplicate %s `%s` (first at line %d)", what, value, p.at(first).line)
+		return
+	}
+	seen[value] = path
+}
+
+func (p *parser) validateConnection(c *Connection, path string) {
+	if u, err := url.Parse(c.BaseURL); err == nil && c.BaseURL != "" && !p.bad[path+".base_url"] {
+		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			p.warnf(p.at(path+".base_url"), "use the https URL of the endpoint",
+				"`base_url` uses plain http to %s: tokens and patient data would travel unencrypted", u.Hostname())
+		}
+		if c.Auth.Type == AuthNone && !isLoopback(u.Hostname()) {
+			p.warnf(p.at(path+".auth.type"), "use `type: smart-backend` for a real EHR",
+				"connection `%s` sends unauthenticated requests to %s", c.Name, u.Hostname())
+		}
+	}
+
+	classes := map[string]string{}
+	for k := range c.Sync {
+		s := &c.Sync[k]
+		sp := fmt.Sprintf("%s.sync[%d]", path, k)
+		if p.bad[sp+".class"] || p.bad[sp] || s.Class == "" {
+			continue
+		}
+		p.unique(classes, s.Class, sp+".class", "class", fmt.Sprintf("list class `%s` once, with one interval", s.Class))
+		cl, ok := dataclass.Lookup(s.Class)
+		if !ok {
+			continue
+		}
+		switch {
+		case p.bad[sp+".interval"]:
+		case s.Interval == 0:
+			s.Interval = cl.DefaultInterval
+		case s.Interval > cl.MaxInterval:
+			p.errorf(p.at(sp+".interval"), fmt.Sprintf("set `interval: %s` or less; %s data must stay fresh", fmtDuration(cl.MaxInterval), s.Class),
+				"interval %s for class `%s` is longer than its maximum %s", fmtDuration(s.Interval), s.Class, fmtDuration(cl.MaxInterval))
+		}
+	}
+
+	if c.Auth.Type == AuthSMARTBackend && len(c.Auth.Scopes) > 0 && !p.bad[path+".auth.scopes"] {
+		for _, t := range c.ResourceTypes() {
+			if !scopesAllowSearch(c.Auth.Scopes, t) {
+				p.warnf(p.at(path+".auth.scopes"), fmt.Sprintf("add `system/%s.rs` (or `system/%s.read` on a server with v1 scopes)", t, t),
+					"the scopes do not allow searching %s, which the connection's sync classes read", t)
+			}
+		}
+	}
+}
+
+// scopesAllowSearch reports whether any SMART system scope permits searching
+// resource type t: v1 `read` or `*`, or a v2 permission string with `s`.
+func scopesAllowSearch(scopes []string, t string) bool {
+	for _, s := range scopes {
+		rest, ok := strings.CutPrefix(s, "system/")
+		if !ok {
+			continue
+		}
+		rest, _, _ = strings.Cut(rest, "?")
+		typ, perm, ok := strings.Cut(rest, ".")
+		if !ok || (typ != "*" && typ != t) {
+			continue
+		}
+		if perm == "read" || perm == "*" || (perm != "write" && strings.Contains(perm, "s")) {
+			return true
+		}
+	}
+	return false
+}
+
+// isLoopback reports whether host (a name or an IP, without port) stays on
+// this machine.
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// checkSecrets resolves every secret the configuration uses. A secret that
+// cannot be read is reported with the severity the SecretCheck mode asks
+// for; a secret that is read but unusable is always an error.
+func (p *parser) checkSecrets(c *Config) {
+	if c.Store.Driver == "postgres" && !p.bad["store.dsn"] {
+		p.resolve(c, c.Store.DSN, "store.dsn", "dsn")
+	}
+	for i, pr := range c.Practices {
+		for j, conn := range pr.Connections {
+			kp := fmt.Sprintf("practices[%d].connections[%d].auth.private_key", i, j)
+			if conn.Auth.Type != AuthSMARTBackend || p.bad[kp] || !conn.Auth.PrivateKey.IsSet() {
+				continue
+			}
+			key, ok := p.resolve(c, conn.Auth.PrivateKey, kp, "private_key")
+			if !ok || p.bad[fmt.Sprintf("practices[%d].connections[%d].auth.algorithm", i, j)] {
+				continue
+			}
+			if err := checkPrivateKey(key, conn.Auth.Algorithm); err != nil {
+				p.errorf(p.at(kp), keyHint(conn.Auth.Algorithm), "`private_key` (%s) of connection `%s`: %v",
+					conn.Auth.PrivateKey.Source(), conn.Name, err)
+			}
+		}
+	}
+	keys := map[string]string{} // resolved key -> app name
+	for i, app := range c.Apps {
+		kp := fmt.Sprintf("apps[%d].key", i)
+		if p.bad[kp] || !app.Key.IsSet() {
+			continue
+		}
+		key, ok := p.resolve(c, app.Key, kp, "key")
+		if !ok {
+			continue
+		}
+		if n := len([]rune(string(key))); n < 32 {
+			p.errorf(p.at(kp), "generate a random key of at least 32 characters, e.g. `openssl rand -hex 32`",
+				"the key of app `%s` (%s) is %d characters; at least 32 are required", app.Name, app.Key.Source(), n)
+			continue
+		}
+		if other, dup := keys[string(key)]; dup {
+			p.errorf(p.at(kp), "give every app its own key",
+				"app `%s` has the same key as app `%s`", app.Name, other)
+			continue
+		}
+		keys[string(key)] = app.Name
+	}
+}
+
+// resolve reads one secret, reporting failure at path with the mode's severity.
+func (p *parser) resolve(c *Config, s Secret, path, key string) ([]byte, bool) {
+	b, err := s.Resolve(c.BaseDir, p.opts.getenv)
+	if err == nil {
+		return b, true
+	}
+	sev := SeverityError
+	if p.opts.secrets == SecretsWarn {
+		sev = SeverityWarning
+	}
+	var hint string
+	switch {
+	case s.Env != "":
+		hint = fmt.Sprintf("set the environment variable %s", s.Env)
+	case s.File != "":
+		hint = fmt.Sprintf("check that the file exists and is readable; relative paths start from %s", orDefault(c.BaseDir, "."))
+	}
+	at := p.at(path)
+	switch {
+	case s.Env != "":
+		at = p.at(path + ".env")
+	case s.File != "":
+		at = p.at(path + ".file")
+	}
+	p.report(sev, at, hint, "`%s`: %v", key, err)
+	return nil, false
+}
+
+func keyHint(alg string) string {
+	if alg == "ES384" {
+		return "use an ECDSA P-384 key (`mediflow keys new --alg ES384` writes one), or set `algorithm: RS384` for an RSA key"
+	}
+	return "use an RSA key of at least 2048 bits (`mediflow keys new --alg RS384` writes one), or set `algorithm: ES384` for an ECDSA P-384 key"
+}
+
+// checkPrivateKey checks that data is an unencrypted PEM private key usable
+// with alg. Errors never contain key material.
+func checkPrivateKey(data []byte, alg string) error {
+	block, _ := pem.Decode(data)
+	if block == nil {
+		return errors.New("not a PEM-encoded key")
+	}
+	var key any
+	var err error
+	switch block.Type {
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "ENCRYPTED PRIVATE KEY":
+		return errors.New("the key is encrypted; mediflow needs an unencrypted key (protect the file instead)")
+	default:
+		return fmt.Errorf("PEM block %q is not a private key", block.Type)
+	}
+	if err != nil {
+		return errors.New("the PEM private key cannot be parsed")
+	}
+	switch k := key.(type) {
+	case *rsa.PrivateKey:
+		if alg != "RS384" {
+			return fmt.Errorf("the key is RSA but algorithm is %s", alg)
+		}
+		if k.N.BitLen() < 2048 {
+			return fmt.Errorf("the RSA key has %d bits; at least 2048 are required", k.N.BitLen())
+		}
+	case *ecdsa.PrivateKey:
+		if alg != "ES384" {
+			return fmt.Errorf("the key is ECDSA but algorithm is %s", alg)
+		}
+		if k.Curve != elliptic.P384() {
+			return fmt.Errorf("the ECDSA key uses curve %s; ES384 needs P-384", k.Curve.Params().Name)
+		}
+	default:
+		return fmt.Errorf("a %T key cannot sign %s", key, alg)
+	}
+	return nil
+}
