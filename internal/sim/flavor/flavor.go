@@ -1,0 +1,189 @@
+// Package flavor defines what makes one simulated EHR vendor differ from
+// another — URL layout, CapabilityStatement, smart-configuration, resource
+// shapes, page sizes, write rules and error vocabulary — behind one small
+// interface. Each vendor lives in its own sub-package (generic, epic, ...).
+package flavor
+
+import (
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/mediflow/mediflow/internal/fhir"
+	"github.com/mediflow/mediflow/internal/sim/gen"
+	"github.com/mediflow/mediflow/internal/store"
+)
+
+// allTypes are the resource types the simulator can serve, in a stable order.
+var allTypes = [...]string{
+	"Patient", "Practitioner", "Organization", "Location", "Appointment", "Schedule", "Slot", "Coverage",
+	"Encounter", "Condition", "Observation", "AllergyIntolerance", "MedicationRequest", "DocumentReference",
+}
+
+// AllTypes returns every resource type the simulator can serve.
+func AllTypes() []string { return append([]string(nil), allTypes[:]...) }
+
+// Flavor is one vendor's behaviour. Implementations are immutable and safe
+// for concurrent use.
+type Flavor interface {
+	gen.Decorator
+	// Info returns the flavour's static facts.
+	Info() Info
+	// CapabilityStatement renders /metadata for one tenant.
+	CapabilityStatement(e Endpoint) ([]byte, error)
+	// SmartConfiguration renders .well-known/smart-configuration for one tenant.
+	SmartConfiguration(e Endpoint) ([]byte, error)
+	// Outcome maps a problem to an HTTP status and an OperationOutcome in the
+	// vendor's vocabulary.
+	Outcome(p Problem) (int, *fhir.OperationOutcome)
+	// CheckSearch applies the vendor's search rules beyond parameter syntax
+	// (required parameters, result limits). total is -1 before the search
+	// ran, the number of matches after. strict is the tenant's setting.
+	CheckSearch(resourceType string, params []store.SearchParam, total int, strict bool) *Problem
+	// NormalizeQuery rewrites vendor spellings of parameters (e.g.
+	// "_lastupdated") to the standard ones before parsing.
+	NormalizeQuery(resourceType string, q url.Values)
+}
+
+// Info is a flavour's static facts.
+type Info struct {
+	Name string
+	// BasePath is the FHIR base relative to the tenant root ("/fhir/r4").
+	BasePath string
+	// TokenPath and AuthorizePath are relative to the tenant root;
+	// AuthorizePath is advertised only (backend services never use it).
+	TokenPath     string
+	AuthorizePath string
+	// ResourceTypes are the types this vendor serves (a subset of AllTypes).
+	ResourceTypes []string
+	// DefaultCount and MaxCount bound search page sizes.
+	DefaultCount, MaxCount int
+	// Creates and Updates list the types that accept POST and PUT.
+	Creates, Updates []string
+	// UpdateCreate lets PUT create a resource with a client-chosen id.
+	UpdateCreate bool
+	// StaleStatus is the status for a stale If-Match: 412 (FHIR) or 409.
+	StaleStatus int
+	// TokenTTL is the access-token lifetime.
+	TokenTTL time.Duration
+	// V1Scopes makes the authorization server accept only v1 scope syntax.
+	V1Scopes bool
+	// OutcomeOnEmptySearch adds the NoResults outcome (as an entry with
+	// search.mode "outcome") to a searchset with no matches.
+	OutcomeOnEmptySearch bool
+	// History enables vread and _history (versioned reads).
+	History bool
+	// StrictSearchParams, when non-nil, lists per type the parameters the
+	// vendor accepts; in strict mode others are refused.
+	StrictSearchParams map[string][]string
+}
+
+// Serves reports whether the flavour serves resourceType.
+func (i Info) Serves(resourceType string) bool { return contains(i.ResourceTypes, resourceType) }
+
+// CanCreate reports whether POST is allowed for resourceType.
+func (i Info) CanCreate(resourceType string) bool { return contains(i.Creates, resourceType) }
+
+// CanUpdate reports whether PUT is allowed for resourceType.
+func (i Info) CanUpdate(resourceType string) bool { return contains(i.Updates, resourceType) }
+
+func contains(xs []string, s string) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Endpoint is what a flavour needs to render discovery documents for one tenant.
+type Endpoint struct {
+	Tenant       string
+	BaseURL      string // absolute FHIR base, no trailing slash
+	TokenURL     string
+	AuthorizeURL string
+	Now          time.Time
+	Strict       bool
+	// OpenAuth is true when the tenant serves FHIR without tokens.
+	OpenAuth bool
+}
+
+// Kind classifies a problem independently of any vendor.
+type Kind int
+
+// Problem kinds.
+const (
+	BadRequest       Kind = iota + 1 // malformed request, unknown or invalid parameter
+	NotFound                         // no such resource or version
+	UnknownType                      // resource type not served
+	MethodNotAllowed                 // interaction not allowed on this type
+	Unauthorized                     // missing, unknown or expired token
+	Forbidden                        // token scopes do not allow the interaction
+	StaleVersion                     // If-Match does not name the current version
+	VersionConflict                  // concurrent-write conflict
+	Unprocessable                    // business rule failed (FHIR 422)
+	NoResults                        // search matched nothing (informational)
+	ParamMissing                     // a required search parameter is missing
+	PageExpired                      // the search session behind a page token expired
+	TooManyResults                   // the search matched more than the vendor returns
+	Throttled                        // rate limited (429)
+	ServerError                      // internal error (500)
+	Unavailable                      // temporarily unavailable (503)
+	NotAcceptable                    // requested format not supported (406)
+	UnsupportedMedia                 // request body format not supported (415)
+)
+
+// Problem is an error (or warning) to report to the client. Diagnostics
+// must not contain PHI: it may be logged.
+type Problem struct {
+	Kind        Kind
+	Diagnostics string
+}
+
+// Standard maps a problem to the FHIR-standard status and issue code.
+func Standard(p Problem) (status int, severity, code string) {
+	switch p.Kind {
+	case BadRequest:
+		return http.StatusBadRequest, "error", "invalid"
+	case NotFound:
+		return http.StatusNotFound, "error", "not-found"
+	case UnknownType:
+		return http.StatusNotFound, "error", "not-supported"
+	case MethodNotAllowed:
+		return http.StatusMethodNotAllowed, "error", "not-supported"
+	case Unauthorized:
+		return http.StatusUnauthorized, "error", "login"
+	case Forbidden:
+		return http.StatusForbidden, "error", "forbidden"
+	case StaleVersion:
+		return http.StatusPreconditionFailed, "error", "conflict"
+	case VersionConflict:
+		return http.StatusConflict, "error", "conflict"
+	case Unprocessable:
+		return http.StatusUnprocessableEntity, "error", "processing"
+	case NoResults:
+		return http.StatusOK, "information", "informational"
+	case ParamMissing:
+		return http.StatusBadRequest, "error", "required"
+	case PageExpired:
+		return http.StatusGone, "error", "not-found"
+	case TooManyResults:
+		return http.StatusBadRequest, "error", "too-costly"
+	case Throttled:
+		return http.StatusTooManyRequests, "error", "throttled"
+	case Unavailable:
+		return http.StatusServiceUnavailable, "error", "transient"
+	case NotAcceptable:
+		return http.StatusNotAcceptable, "error", "not-supported"
+	case UnsupportedMedia:
+		return http.StatusUnsupportedMediaType, "error", "not-supported"
+	default:
+		return http.StatusInternalServerError, "fatal", "exception"
+	}
+}
+
+// StandardOutcome is the flavour-neutral rendering of a problem.
+func StandardOutcome(p Problem) (int, *fhir.OperationOutcome) {
+	status, sev, code := Standard(p)
+	return status, fhir.NewOutcome(sev, code, p.Diagnostics)
+}
