@@ -1,0 +1,494 @@
+// Package engine wires a configuration into a running mediflow: it opens the
+// store, builds one SMART token client and FHIR client per connection,
+// schedules one sync job per (connection, data class), serves the app-facing
+// API, and owns every long-running goroutine until its context ends.
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sort"
+	gosync "sync"
+	"time"
+
+	"github.com/mediflow/mediflow/internal/api"
+	"github.com/mediflow/mediflow/internal/config"
+	"github.com/mediflow/mediflow/internal/connector/fhirrest"
+	"github.com/mediflow/mediflow/internal/dataclass"
+	"github.com/mediflow/mediflow/internal/fhir"
+	"github.com/mediflow/mediflow/internal/obs"
+	"github.com/mediflow/mediflow/internal/smart"
+	"github.com/mediflow/mediflow/internal/store"
+	"github.com/mediflow/mediflow/internal/store/sqlite"
+	"github.com/mediflow/mediflow/internal/sync"
+	"github.com/mediflow/mediflow/internal/vendors"
+)
+
+// Options are the parts of the outside world an Engine uses.
+type Options struct {
+	// Logger receives the engine's logs (default: JSON to stderr via obs, at
+	// the configured level). It must redact PHI: use obs.NewLogger.
+	Logger *slog.Logger
+	// Getenv resolves `env:` secrets (default os.Getenv).
+	Getenv func(string) string
+	// Store overrides the configured store (tests, benchmarks).
+	Store store.Store
+	// HTTPClient is used for every outbound EHR request (default: a tuned client).
+	HTTPClient *http.Client
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Version is reported on the status page.
+	Version string
+}
+
+// Engine is a configured, runnable mediflow.
+type Engine struct {
+	cfg     *config.Config
+	log     *slog.Logger
+	store   store.Store
+	owns    bool // the engine opened the store and closes it
+	metrics *obs.Metrics
+	syncer  *sync.Syncer
+	sched   *sync.Scheduler
+	conns   []*connection
+	handler http.Handler
+	now     func() time.Time
+	version string
+	started time.Time
+
+	mu        gosync.Mutex
+	lastError map[string]string // connection key → last error (PHI-free)
+}
+
+// connection is one configured EHR endpoint, ready to sync.
+type connection struct {
+	practice string
+	cfg      config.Connection
+	profile  vendors.Profile
+	client   *fhirrest.Client
+	tokens   *smart.Client // nil for auth type none
+
+	mu   gosync.Mutex
+	caps *fhir.ServerCapabilities // nil until the CapabilityStatement was fetched
+}
+
+// searchable splits types into those the server's CapabilityStatement lists
+// with search-type and those it does not. Before the statement is known every
+// type is tried.
+func (c *connection) searchable(types []string) (ok, skipped []string) {
+	c.mu.Lock()
+	caps := c.caps
+	c.mu.Unlock()
+	if caps == nil {
+		return types, nil
+	}
+	for _, rt := range types {
+		if caps.Supports(rt, "search-type") {
+			ok = append(ok, rt)
+		} else {
+			skipped = append(skipped, rt)
+		}
+	}
+	return ok, skipped
+}
+
+func (c *connection) key() string { return c.practice + "/" + c.cfg.Name }
+
+// New builds an Engine from a validated configuration. It opens the store
+// (and migrates it) unless opts.Store is given.
+func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error) {
+	if opts.Getenv == nil {
+		opts.Getenv = func(string) string { return "" }
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	if opts.Logger == nil {
+		return nil, errors.New("engine: a logger is required (use obs.NewLogger)")
+	}
+	e := &Engine{cfg: cfg, log: opts.Logger, metrics: obs.NewMetrics(), now: opts.Now, lastError: map[string]string{}, version: opts.Version}
+	e.started = e.now().UTC()
+
+	e.store = opts.Store
+	if e.store == nil {
+		st, err := openStore(ctx, cfg)
+		if err != nil {
+			return nil, err
+		}
+		e.store, e.owns = st, true
+	}
+	if err := e.store.Migrate(ctx); err != nil {
+		e.closeStore()
+		return nil, fmt.Errorf("engine: migrate store: %w", err)
+	}
+
+	hc := opts.HTTPClient
+	if hc == nil {
+		hc = newHTTPClient()
+	}
+	for _, p := range cfg.Practices {
+		for _, cc := range p.Connections {
+			c, err := e.buildConnection(p.ID, cc, hc, opts.Getenv)
+			if err != nil {
+				e.closeStore()
+				return nil, fmt.Errorf("engine: practice %s connection %s: %w", p.ID, cc.Name, err)
+			}
+			e.conns = append(e.conns, c)
+		}
+	}
+
+	e.syncer = &sync.Syncer{Store: e.store, Logger: e.log, Now: e.now, Hooks: sync.Hooks{
+		Page: func(practice, conn, rt string, n int, d time.Duration) {
+			e.metrics.PageFetched(practice, conn, rt, d)
+		},
+		Run: e.recordRun,
+	}}
+	e.sched = sync.NewScheduler(e.log)
+	for _, c := range e.conns {
+		for _, pol := range c.cfg.Sync {
+			class, ok := dataclass.Lookup(pol.Class)
+			if !ok {
+				e.closeStore()
+				return nil, fmt.Errorf("engine: unknown data class %q", pol.Class)
+			}
+			c, class := c, class
+			err := e.sched.Add(sync.Job{
+				Name:       jobName(c, class.Name),
+				Interval:   pol.Interval,
+				Jitter:     0.1,
+				RunAtStart: true,
+				Run: func(ctx context.Context, trigger string) error {
+					return e.syncClass(ctx, c, class, trigger)
+				},
+			})
+			if err != nil {
+				e.closeStore()
+				return nil, fmt.Errorf("engine: schedule %s: %w", jobName(c, class.Name), err)
+			}
+		}
+	}
+
+	apps := make([]api.App, 0, len(cfg.Apps))
+	for _, a := range cfg.Apps {
+		key, err := a.Key.Resolve(cfg.BaseDir, opts.Getenv)
+		if err != nil {
+			e.closeStore()
+			return nil, fmt.Errorf("engine: app %s key: %w", a.Name, err)
+		}
+		apps = append(apps, api.App{Name: a.Name, Key: key, Practices: a.Practices})
+	}
+	practiceIDs := make([]string, 0, len(cfg.Practices))
+	for _, p := range cfg.Practices {
+		practiceIDs = append(practiceIDs, p.ID)
+	}
+	h, err := api.New(api.Config{
+		Store:     e.store,
+		Apps:      apps,
+		Practices: practiceIDs,
+		Logger:    e.log,
+		Metrics:   e.metrics,
+		Status:    e.Status,
+		Now:       e.now,
+		BaseURL:   cfg.Server.PublicURL,
+	})
+	if err != nil {
+		e.closeStore()
+		return nil, fmt.Errorf("engine: api: %w", err)
+	}
+	e.handler = h
+	return e, nil
+}
+
+func jobName(c *connection, class string) string { return c.key() + "/" + class }
+
+func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
+	switch cfg.Store.Driver {
+	case "", "sqlite":
+		path := cfg.Abs(cfg.Store.Path)
+		st, err := sqlite.Open(ctx, path, sqlite.Options{})
+		if err != nil {
+			return nil, fmt.Errorf("engine: open sqlite store %s: %w", path, err)
+		}
+		return st, nil
+	case "postgres":
+		return nil, errors.New("engine: the postgres store is not available in this build yet; use driver: sqlite")
+	default:
+		return nil, fmt.Errorf("engine: unknown store driver %q", cfg.Store.Driver)
+	}
+}
+
+func newHTTPClient() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = 16
+	tr.MaxIdleConns = 256
+	return &http.Client{Transport: tr}
+}
+
+func (e *Engine) buildConnection(practice string, cc config.Connection, hc *http.Client, getenv func(string) string) (*connection, error) {
+	prof, err := vendors.Lookup(cc.Vendor)
+	if err != nil {
+		return nil, err
+	}
+	c := &connection{practice: practice, cfg: cc, profile: prof}
+	var tokens fhirrest.TokenSource
+	if cc.Auth.Type == config.AuthSMARTBackend {
+		pem, err := cc.Auth.PrivateKey.Resolve(e.cfg.BaseDir, getenv)
+		if err != nil {
+			return nil, fmt.Errorf("private key: %w", err)
+		}
+		key, err := smart.DecodePrivateKeyPEM(pem)
+		if err != nil {
+			return nil, fmt.Errorf("private key (%s): %w", cc.Auth.PrivateKey.Source(), err)
+		}
+		scopes := cc.Auth.Scopes
+		if len(scopes) == 0 {
+			// Read-only system scopes for what the connection syncs; the client
+			// converts them to v1 syntax for servers that only speak v1.
+			for _, rt := range cc.ResourceTypes() {
+				scopes = append(scopes, "system/"+rt+".rs")
+			}
+		}
+		tc, err := smart.NewClient(smart.ClientConfig{
+			ClientID:    cc.Auth.ClientID,
+			FHIRBaseURL: cc.BaseURL,
+			TokenURL:    cc.Auth.TokenURL,
+			Key:         key,
+			KeyID:       cc.Auth.KeyID,
+			Algorithm:   cc.Auth.Algorithm,
+			JKU:         cc.Auth.JKU,
+			Scopes:      scopes,
+			HTTPClient:  hc,
+			Logger:      e.log.With("practice", practice, "connection", cc.Name),
+			Now:         e.now,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("smart client: %w", err)
+		}
+		c.tokens, tokens = tc, tc
+	}
+	client, err := fhirrest.New(fhirrest.Config{
+		BaseURL:    cc.BaseURL,
+		HTTPClient: hc,
+		Tokens:     tokens,
+		Profile:    prof,
+		Timeout:    cc.Timeout,
+		Logger:     e.log.With("practice", practice, "connection", cc.Name),
+		Now:        e.now,
+	})
+	if err != nil {
+		return nil, err
+	}
+	c.client = client
+	return c, nil
+}
+
+func (e *Engine) source(c *connection, types []string) sync.Source {
+	return sync.Source{
+		Practice:      c.practice,
+		Connection:    c.cfg.Name,
+		Client:        c.client,
+		Profile:       c.profile,
+		ResourceTypes: types,
+		Overlap:       c.cfg.Overlap,
+		PageSize:      c.cfg.PageSize,
+	}
+}
+
+// syncClass runs one sync of a data class on a connection.
+func (e *Engine) syncClass(ctx context.Context, c *connection, class dataclass.Class, trigger string) error {
+	types, skipped := c.searchable(class.ResourceTypes)
+	if len(skipped) > 0 && trigger != sync.TriggerSchedule {
+		e.log.Info("server does not support search for these types; not syncing them",
+			"practice", c.practice, "connection", c.cfg.Name, "class", class.Name, "types", skipped)
+	}
+	if len(types) == 0 {
+		return nil
+	}
+	run, err := e.syncer.Run(ctx, e.source(c, types), trigger)
+	e.mu.Lock()
+	if err != nil {
+		e.lastError[c.key()] = err.Error()
+	} else if run.Status == store.RunSucceeded {
+		delete(e.lastError, c.key())
+	}
+	e.mu.Unlock()
+	if err == nil && (run.Status == store.RunSucceeded || run.Status == store.RunPartial) {
+		e.metrics.SyncSucceeded(c.practice, class.Name, e.now())
+	}
+	return err
+}
+
+func (e *Engine) recordRun(r store.Run) {
+	e.metrics.RunFinished(r.Practice, r.Connection, r.Status)
+	for rt, st := range r.Stats {
+		e.metrics.ResourcesSynced(r.Practice, rt, "new", st.New)
+		e.metrics.ResourcesSynced(r.Practice, rt, "changed", st.Changed)
+		e.metrics.ResourcesSynced(r.Practice, rt, "unchanged", st.Unchanged)
+		e.metrics.ResourcesSynced(r.Practice, rt, "failed", st.Failed)
+	}
+}
+
+// Handler is the app-facing HTTP handler (API, status page, health, metrics).
+func (e *Engine) Handler() http.Handler { return e.handler }
+
+// Store is the engine's store.
+func (e *Engine) Store() store.Store { return e.store }
+
+// Metrics is the engine's metric set.
+func (e *Engine) Metrics() *obs.Metrics { return e.metrics }
+
+// FetchCapabilities fetches and stores every connection's CapabilityStatement.
+// Failures are logged and returned joined; they do not stop the others.
+func (e *Engine) FetchCapabilities(ctx context.Context) error {
+	var errs []error
+	for _, c := range e.conns {
+		if err := e.syncer.FetchCapabilities(ctx, e.source(c, nil)); err != nil {
+			e.log.Warn("capability statement fetch failed", "practice", c.practice, "connection", c.cfg.Name, "error", err.Error())
+			errs = append(errs, fmt.Errorf("%s: %w", c.key(), err))
+			continue
+		}
+		stored, err := e.store.GetCapability(ctx, c.practice, c.cfg.Name)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: read stored capability statement: %w", c.key(), err))
+			continue
+		}
+		caps, err := fhir.ParseCapabilities(stored.Body)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", c.key(), err))
+			continue
+		}
+		c.mu.Lock()
+		c.caps = caps
+		c.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// SyncAll runs every (connection, class) sync once, in order, and returns the
+// first error of each job joined. It is what `serve --once` and tests use.
+func (e *Engine) SyncAll(ctx context.Context, trigger string) error {
+	var errs []error
+	for _, c := range e.conns {
+		for _, pol := range c.cfg.Sync {
+			class, _ := dataclass.Lookup(pol.Class)
+			if err := e.syncClass(ctx, c, class, trigger); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", jobName(c, class.Name), err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Run serves the API on the configured listener (or ln when not nil),
+// fetches capabilities and runs the sync scheduler until ctx ends, then shuts
+// down gracefully. The caller closes the engine afterwards.
+func (e *Engine) Run(ctx context.Context, ln net.Listener) error {
+	if ln == nil {
+		var err error
+		ln, err = net.Listen("tcp", e.cfg.Server.Listen)
+		if err != nil {
+			return fmt.Errorf("engine: listen on %s: %w", e.cfg.Server.Listen, err)
+		}
+	}
+	srv := &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 2)
+	go func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			errc <- fmt.Errorf("engine: http server: %w", err)
+		}
+	}()
+	e.log.Info("api listening", "addr", ln.Addr().String())
+
+	schedDone := make(chan struct{})
+	go func() {
+		defer close(schedDone)
+		_ = e.FetchCapabilities(ctx)
+		if err := e.sched.Run(ctx); err != nil && ctx.Err() == nil {
+			e.log.Error("scheduler stopped", "error", err.Error())
+		}
+	}()
+
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	<-schedDone
+	return err
+}
+
+// Close releases the store if the engine opened it.
+func (e *Engine) Close() error { return e.closeStore() }
+
+func (e *Engine) closeStore() error {
+	if e.owns && e.store != nil {
+		err := e.store.Close()
+		e.store = nil
+		return err
+	}
+	return nil
+}
+
+// Status reports, PHI-free, what every practice holds and how its last syncs went.
+func (e *Engine) Status(ctx context.Context) api.Status {
+	st := api.Status{GeneratedAt: e.now().UTC(), Version: e.version, StartedAt: e.started}
+	for _, p := range e.cfg.Practices {
+		ps := api.PracticeStatus{ID: p.ID, Name: p.Name, Resources: map[string]int{}}
+		if counts, err := e.store.CountResources(ctx, p.ID); err == nil {
+			ps.Resources = counts
+		} else {
+			ps.Errors = append(ps.Errors, "resource counts unavailable: store error")
+		}
+		for _, cc := range p.Connections {
+			cs := api.ConnectionStatus{Name: cc.Name, Vendor: cc.Vendor, BaseURLHost: hostOf(cc.BaseURL), State: "idle"}
+			if runs, err := e.store.ListRuns(ctx, p.ID, cc.Name, 1); err == nil && len(runs) > 0 {
+				rs := api.RunStatusOf(runs[0])
+				cs.LastRun = &rs
+				cs.State = stateOf(runs[0].Status)
+				if ps.LastRun == nil || rs.StartedAt.After(ps.LastRun.StartedAt) {
+					ps.LastRun = &rs
+				}
+			}
+			e.mu.Lock()
+			cs.LastError = e.lastError[p.ID+"/"+cc.Name]
+			e.mu.Unlock()
+			if cs.LastError != "" {
+				cs.State = "error"
+				ps.Errors = append(ps.Errors, cc.Name+": "+cs.LastError)
+			}
+			ps.Connections = append(ps.Connections, cs)
+		}
+		st.Practices = append(st.Practices, ps)
+	}
+	sort.Slice(st.Practices, func(i, j int) bool { return st.Practices[i].ID < st.Practices[j].ID })
+	return st
+}
+
+func stateOf(runStatus string) string {
+	switch runStatus {
+	case store.RunRunning:
+		return "syncing"
+	case store.RunSucceeded:
+		return "ok"
+	case store.RunPartial:
+		return "degraded"
+	default:
+		return "error"
+	}
+}
+
+func hostOf(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return ""
+	}
+	return u.Host
+}
