@@ -127,6 +127,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		return nil, fmt.Errorf("engine: migrate store: %w", err)
 	}
 
+	if err := e.closeAbandonedRuns(ctx); err != nil {
+		e.closeStore()
+		return nil, err
+	}
+
 	hc := opts.HTTPClient
 	if hc == nil {
 		hc = newHTTPClient()
@@ -202,6 +207,30 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 	}
 	e.handler = h
 	return e, nil
+}
+
+// closeAbandonedRuns marks runs still "running" from an earlier process as
+// failed: that process stopped mid-run. Their cursors stay, so the next run
+// of the same connection resumes from the last committed page.
+func (e *Engine) closeAbandonedRuns(ctx context.Context) error {
+	for _, p := range e.cfg.Practices {
+		runs, err := e.store.ListRuns(ctx, p.ID, "", 1000)
+		if err != nil {
+			return fmt.Errorf("engine: list sync runs of %s: %w", p.ID, err)
+		}
+		for _, r := range runs {
+			if r.Status != store.RunRunning {
+				continue
+			}
+			r.Status = store.RunFailed
+			r.FinishedAt = e.now().UTC()
+			r.Error = "abandoned: the engine stopped during this run; the next run resumes from its last committed page"
+			if err := e.store.UpdateRun(ctx, r); err != nil {
+				return fmt.Errorf("engine: close abandoned run %d of %s: %w", r.ID, p.ID, err)
+			}
+		}
+	}
+	return nil
 }
 
 func jobName(c *connection, class string) string { return c.key() + "/" + class }
