@@ -1,0 +1,354 @@
+// Package bench is mediflow's benchmark harness: it measures sync
+// throughput from the built-in EHR simulator into a fresh SQLite store
+// (RunSync), and the app-facing FHIR API's request rate and latency under
+// concurrent keep-alive load (RunAPI, with the same load generator optionally
+// aimed at the Medplum peer server). `mediflow bench` and the package's
+// go test benchmarks both call it; it checks correctness (the store holds
+// what the source holds) but never asserts speed.
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/mediflow/mediflow/internal/config"
+	"github.com/mediflow/mediflow/internal/dataclass"
+	"github.com/mediflow/mediflow/internal/engine"
+	"github.com/mediflow/mediflow/internal/obs"
+	"github.com/mediflow/mediflow/internal/sim"
+	"github.com/mediflow/mediflow/internal/sim/flavor/generic"
+	"github.com/mediflow/mediflow/internal/sim/gen"
+	"github.com/mediflow/mediflow/internal/smart"
+	"github.com/mediflow/mediflow/internal/smart/authserver"
+)
+
+// Practice is the simulator tenant and engine practice the benchmarks use.
+const Practice = "bench"
+
+// connectionName is the benchmark practice's one connection.
+const connectionName = "ehr"
+
+// Setup describes the simulated EHR and engine a benchmark runs against.
+type Setup struct {
+	// Resources is the minimum number of resources the simulator holds; the
+	// synthetic data set is sized to reach it.
+	Resources int
+	// PageSize is the connection's page_size (1..1000).
+	PageSize int
+	// Dir holds the store, keys and configuration; "" makes a temporary
+	// folder that Close removes.
+	Dir string
+	// Seed drives the synthetic data (0: 1).
+	Seed uint64
+	// Log receives the engine's logs (nil: discarded). Use obs.NewLogger.
+	Log *slog.Logger
+	// Progress, when set, receives one line per setup step.
+	Progress io.Writer
+}
+
+// Env is a running simulator with its data, a signing key registered with
+// it, a configuration file written for it, and an engine built from that
+// file on a fresh store.
+type Env struct {
+	Sim    *sim.Sim
+	Engine *engine.Engine
+	// Config is the configuration file the engine was loaded from.
+	Config string
+	// APIKey is the key of the "bench" app, allowed the benchmark practice.
+	APIKey string
+	// StorePath is the SQLite database file.
+	StorePath string
+	// Patients is the number of synthetic patients generated.
+	Patients int
+	// SourceResources is the number of resources in the simulator.
+	SourceResources int
+	// GenerateTime is how long sizing and generating the data took.
+	GenerateTime time.Duration
+
+	dir     string
+	tempDir bool
+	cancel  context.CancelFunc
+}
+
+// NewEnv starts the simulator (on 127.0.0.1, SMART backend-services auth)
+// with at least s.Resources resources, and an engine on a new SQLite store.
+// Close it when done.
+func NewEnv(ctx context.Context, s Setup) (*Env, error) {
+	if s.Resources <= 0 {
+		return nil, errors.New("bench: Resources must be positive")
+	}
+	if s.PageSize <= 0 || s.PageSize > 1000 {
+		return nil, fmt.Errorf("bench: page size %d must be between 1 and 1000", s.PageSize)
+	}
+	if s.Seed == 0 {
+		s.Seed = 1
+	}
+	progress := func(format string, a ...any) {
+		if s.Progress != nil {
+			fmt.Fprintf(s.Progress, format+"\n", a...)
+		}
+	}
+	e := &Env{dir: s.Dir}
+	if e.dir == "" {
+		d, err := os.MkdirTemp("", "mediflow-bench-")
+		if err != nil {
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		e.dir, e.tempDir = d, true
+	} else if err := os.MkdirAll(e.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	e.StorePath = filepath.Join(e.dir, "bench.db")
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if err := os.Remove(e.StorePath + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			e.Close()
+			return nil, fmt.Errorf("bench: removing the previous store: %w", err)
+		}
+	}
+
+	start := time.Now()
+	data, err := SizeData(s.Resources, s.Seed)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.Patients = data.Patients
+	progress("generating synthetic data: %d patients for at least %d resources", data.Patients, s.Resources)
+	simulator, err := sim.New(sim.Config{Tenants: []sim.TenantConfig{{ID: Practice, Flavor: generic.Name, Seed: s.Seed, Data: &data}}})
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench: simulator: %w", err)
+	}
+	e.GenerateTime = time.Since(start)
+	e.Sim = simulator
+	for _, n := range simulator.Counts(Practice) {
+		e.SourceResources += n
+	}
+	progress("simulator holds %d resources (generated in %s)", e.SourceResources, e.GenerateTime.Round(time.Millisecond))
+
+	simCtx, cancel := context.WithCancel(ctx)
+	e.cancel = cancel
+	if _, err := simulator.Start(simCtx, "127.0.0.1:0"); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench: simulator: %w", err)
+	}
+
+	key, err := smart.GenerateKey(smart.AlgES384)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	pemBytes, err := smart.EncodePrivateKeyPEM(key)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := os.WriteFile(filepath.Join(e.dir, "bench.key.pem"), pemBytes, 0o600); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	jwks, err := smart.PublicJWKS(key)
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	types := simulator.ResourceTypes(Practice)
+	scopes := make([]string, 0, len(types))
+	for _, rt := range types {
+		scopes = append(scopes, "system/"+rt+".rs")
+	}
+	if err := simulator.RegisterClient(Practice, authserver.Client{ID: "mediflow-bench", JWKS: jwks, Scopes: scopes}); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	e.APIKey = "bench-api-key-" + strconv.FormatUint(s.Seed, 16) + "-0123456789abcdef"
+	if err := os.WriteFile(filepath.Join(e.dir, "app.key"), []byte(e.APIKey+"\n"), 0o600); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	e.Config = filepath.Join(e.dir, "mediflow.yaml")
+	if err := os.WriteFile(e.Config, []byte(configYAML(simulator.BaseURL(Practice), filepath.Base(e.StorePath), s.PageSize)), 0o600); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	cfg, err := config.Load(e.Config, func(string) string { return "" })
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench: configuration: %w", err)
+	}
+	log := s.Log
+	if log == nil {
+		log = obs.NewLogger(io.Discard, slog.LevelError, "json")
+	}
+	eng, err := engine.New(ctx, cfg, engine.Options{Logger: log, Getenv: func(string) string { return "" }})
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("bench: engine: %w", err)
+	}
+	e.Engine = eng
+	return e, nil
+}
+
+// configYAML is the benchmark's configuration: one practice, one SMART
+// connection to the simulator syncing every data class, one app.
+func configYAML(baseURL, storeFile string, pageSize int) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "server:\n  listen: 127.0.0.1:0\nstore:\n  driver: sqlite\n  path: %s\nlog:\n  level: error\n", storeFile)
+	fmt.Fprintf(&b, "practices:\n  - id: %s\n    name: Benchmark Practice\n    connections:\n", Practice)
+	fmt.Fprintf(&b, "      - name: %s\n        vendor: generic\n        base_url: %s\n        timeout: 60s\n        page_size: %d\n", connectionName, baseURL, pageSize)
+	b.WriteString("        auth:\n          type: smart-backend\n          client_id: mediflow-bench\n")
+	b.WriteString("          private_key: {file: bench.key.pem}\n          algorithm: ES384\n        sync:\n")
+	for _, c := range dataclass.Names() {
+		fmt.Fprintf(&b, "          - class: %s\n            interval: 10m\n", c)
+	}
+	fmt.Fprintf(&b, "apps:\n  - name: bench\n    key: {file: app.key}\n    practices: [%s]\n", Practice)
+	return b.String()
+}
+
+// Close stops the simulator, closes the engine's store and removes a
+// temporary folder.
+func (e *Env) Close() {
+	if e.Engine != nil {
+		_ = e.Engine.Close()
+	}
+	if e.cancel != nil {
+		e.cancel()
+		e.Sim.Wait()
+	}
+	if e.tempDir {
+		_ = os.RemoveAll(e.dir)
+	}
+}
+
+// StoreBytes is the size of the SQLite files (database, WAL, shared memory).
+func (e *Env) StoreBytes() int64 {
+	var n int64
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		if fi, err := os.Stat(e.StorePath + suffix); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
+}
+
+// SizeData returns generator options (default per-patient means) whose
+// data set has at least resources resources. The directory, schedules and
+// slots are a fixed cost that grows with the schedule window, so small sets
+// get a shorter window; then the number of patients is estimated from a
+// trial generation and corrected until the count is reached.
+func SizeData(resources int, seed uint64) (gen.Options, error) {
+	count := func(o gen.Options) (int, error) {
+		st, err := gen.Generate(o, generic.New(), func(gen.Resource) error { return nil })
+		if err != nil {
+			return 0, fmt.Errorf("bench: sizing the data: %w", err)
+		}
+		return st.Total(), nil
+	}
+	o := gen.Options{Tenant: Practice, Seed: seed, Patients: -1, PastDays: 60, FutureDays: 30}
+	fixed, err := count(o)
+	if err != nil {
+		return o, err
+	}
+	if limit := resources / 5; fixed > limit {
+		f := float64(limit) / float64(fixed)
+		o.PastDays = max(1, int(60*f))
+		o.FutureDays = max(1, int(30*f))
+		if fixed, err = count(o); err != nil {
+			return o, err
+		}
+	}
+	o.Patients = 100
+	n, err := count(o)
+	if err != nil {
+		return o, err
+	}
+	perPatient := float64(n-fixed) / float64(o.Patients)
+	o.Patients = max(1, int(float64(resources-fixed)/perPatient*1.02)+1)
+	for range 8 {
+		if n, err = count(o); err != nil {
+			return o, err
+		}
+		if n >= resources {
+			return o, nil
+		}
+		o.Patients = max(o.Patients+1, int(float64(o.Patients)*float64(resources)/float64(n)*1.01)+1)
+	}
+	return o, fmt.Errorf("bench: could not size a data set of %d resources", resources)
+}
+
+// PeakRSS is the process's peak resident set size (VmHWM in
+// /proc/self/status), in bytes; 0 where /proc is unavailable.
+func PeakRSS() int64 {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			fields := strings.Fields(v)
+			if len(fields) >= 1 {
+				kb, err := strconv.ParseInt(fields[0], 10, 64)
+				if err == nil {
+					return kb * 1024
+				}
+			}
+		}
+	}
+	return 0
+}
+
+// Machine describes where a benchmark ran.
+type Machine struct {
+	CPUs      int
+	CPUModel  string
+	MemTotal  int64 // bytes
+	GoVersion string
+	OS, Arch  string
+}
+
+// ThisMachine reads the CPU model and memory from /proc where available.
+func ThisMachine() Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPUModel = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
+				if f := strings.Fields(v); len(f) > 0 {
+					if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+						m.MemTotal = kb * 1024
+					}
+				}
+			}
+		}
+	}
+	return m
+}
+
+// String is a one-line description.
+func (m Machine) String() string {
+	model := m.CPUModel
+	if model == "" {
+		model = "unknown CPU"
+	}
+	return fmt.Sprintf("%d CPUs (%s), %.1f GiB RAM, %s %s/%s", m.CPUs, model, float64(m.MemTotal)/(1<<30), m.GoVersion, m.OS, m.Arch)
+}

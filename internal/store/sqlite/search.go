@@ -1,0 +1,156 @@
+package sqlite
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/mediflow/mediflow/internal/fhir/searchparam"
+	"github.com/mediflow/mediflow/internal/store"
+)
+
+// ErrBadPageToken is returned (wrapped) when Query.After is not a token this
+// store issued for the same search.
+var ErrBadPageToken = errors.New("sqlite: invalid page token")
+
+// pageToken is the decoded form of SearchPage.Next.
+type pageToken struct {
+	LU    int64  `json:"l"`
+	ID    string `json:"i"`
+	Query string `json:"q"` // fingerprint of the search it belongs to
+}
+
+// fingerprint identifies a search (practice, type and criteria) so a page
+// token cannot continue a different one.
+func fingerprint(practice string, q store.Query) string {
+	h := sha256.New()
+	b, _ := json.Marshal(struct {
+		P  string
+		T  string
+		Ps []store.SearchParam
+	}{practice, q.ResourceType, q.Params})
+	h.Write(b)
+	return hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// Search runs q in the practice's search index and reads the page's current
+// versions. Results are ordered by lastUpdated, then id. Count 0 means 20
+// (at most 1000); a negative Count returns only Total. Invalid parameters
+// return a *searchparam.Error.
+func (s *Store) Search(ctx context.Context, practice string, q store.Query) (store.SearchPage, error) {
+	if err := checkPractice(practice); err != nil {
+		return store.SearchPage{}, err
+	}
+	if q.ResourceType == "" {
+		return store.SearchPage{}, errors.New("sqlite: search needs a resource type")
+	}
+	cs := make([]searchparam.Criterion, 0, len(q.Params))
+	for _, p := range q.Params {
+		c, err := searchparam.Compile(q.ResourceType, p)
+		if err != nil {
+			return store.SearchPage{}, err
+		}
+		cs = append(cs, c)
+	}
+	fp := fingerprint(practice, q)
+	var after *searchparam.Position
+	if q.After != "" {
+		raw, err := base64.RawURLEncoding.DecodeString(q.After)
+		var tok pageToken
+		if err == nil {
+			err = json.Unmarshal(raw, &tok)
+		}
+		if err != nil || tok.Query != fp {
+			return store.SearchPage{}, ErrBadPageToken
+		}
+		after = &searchparam.Position{LastUpdated: tok.LU, ID: tok.ID}
+	}
+	count := q.Count
+	switch {
+	case count == 0:
+		count = 20
+	case count < 0:
+		count = 0
+	case count > 1000:
+		count = 1000
+	}
+	ts := s.typeState(practice, q.ResourceType)
+	if ts == nil {
+		return store.SearchPage{Resources: []store.Resource{}}, nil
+	}
+	hits, total, more := ts.idx.Search(cs, after, count)
+	page := store.SearchPage{Total: total, Resources: make([]store.Resource, 0, len(hits))}
+	if len(hits) == 0 {
+		return page, nil
+	}
+	seqs := make([]int64, 0, len(hits))
+	idSeq := make(map[string]int64, len(hits))
+	s.stateMu.RLock()
+	for _, h := range hits {
+		if c := ts.cur[h.ID]; c != nil && !c.deleted {
+			seqs = append(seqs, c.seq)
+			idSeq[h.ID] = c.seq
+		}
+	}
+	s.stateMu.RUnlock()
+	bySeq, err := s.readVersions(ctx, practice, seqs)
+	if err != nil {
+		return store.SearchPage{}, err
+	}
+	// A resource deleted between the index lookup and the read is left out.
+	for _, h := range hits {
+		if r, ok := bySeq[idSeq[h.ID]]; ok && r.ID == h.ID && r.ResourceType == q.ResourceType {
+			page.Resources = append(page.Resources, r)
+		}
+	}
+	if more {
+		last := hits[len(hits)-1]
+		b, _ := json.Marshal(pageToken{LU: last.LastUpdated, ID: last.ID, Query: fp})
+		page.Next = base64.RawURLEncoding.EncodeToString(b)
+	}
+	return page, nil
+}
+
+// readVersions reads versions by seq within a practice.
+func (s *Store) readVersions(ctx context.Context, practice string, seqs []int64) (map[int64]store.Resource, error) {
+	out := make(map[int64]store.Resource, len(seqs))
+	if len(seqs) == 0 {
+		return out, nil
+	}
+	args := make([]any, 0, len(seqs)+1)
+	args = append(args, practice)
+	for _, v := range seqs {
+		args = append(args, v)
+	}
+	query := `SELECT ` + versionCols + ` FROM resource_versions WHERE +practice = ? AND seq IN (` + placeholders(len(seqs)) + `)`
+	var rows *sql.Rows
+	var err error
+	if len(seqs) <= 100 { // common page sizes: keep the statement prepared
+		var st *sql.Stmt
+		if st, err = s.readStmt(ctx, query); err == nil {
+			rows, err = st.QueryContext(ctx, args...)
+		}
+	} else {
+		rows, err = s.r.QueryContext(ctx, query, args...)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: read search page: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		r, err := scanVersion(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlite: read search page: %w", err)
+		}
+		out[r.Seq] = r
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: read search page: %w", err)
+	}
+	return out, nil
+}
