@@ -330,6 +330,16 @@ func (e *Engine) source(c *connection, types []string) sync.Source {
 
 // syncClass runs one sync of a data class on a connection.
 func (e *Engine) syncClass(ctx context.Context, c *connection, class dataclass.Class, trigger string) error {
+	c.mu.Lock()
+	known := c.caps != nil
+	c.mu.Unlock()
+	if !known {
+		// Learn what the server supports before the first sync; if the
+		// statement cannot be fetched, every type is tried.
+		if err := e.fetchCapability(ctx, c); err != nil {
+			e.log.Warn("capability statement fetch failed", "practice", c.practice, "connection", c.cfg.Name, "error", err.Error())
+		}
+	}
 	types, skipped := c.searchable(class.ResourceTypes)
 	if len(skipped) > 0 && trigger != sync.TriggerSchedule {
 		e.log.Info("server does not support search for these types; not syncing them",
@@ -376,26 +386,31 @@ func (e *Engine) Metrics() *obs.Metrics { return e.metrics }
 func (e *Engine) FetchCapabilities(ctx context.Context) error {
 	var errs []error
 	for _, c := range e.conns {
-		if err := e.syncer.FetchCapabilities(ctx, e.source(c, nil)); err != nil {
+		if err := e.fetchCapability(ctx, c); err != nil {
 			e.log.Warn("capability statement fetch failed", "practice", c.practice, "connection", c.cfg.Name, "error", err.Error())
 			errs = append(errs, fmt.Errorf("%s: %w", c.key(), err))
-			continue
 		}
-		stored, err := e.store.GetCapability(ctx, c.practice, c.cfg.Name)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: read stored capability statement: %w", c.key(), err))
-			continue
-		}
-		caps, err := fhir.ParseCapabilities(stored.Body)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", c.key(), err))
-			continue
-		}
-		c.mu.Lock()
-		c.caps = caps
-		c.mu.Unlock()
 	}
 	return errors.Join(errs...)
+}
+
+// fetchCapability fetches, stores and reads one connection's CapabilityStatement.
+func (e *Engine) fetchCapability(ctx context.Context, c *connection) error {
+	if err := e.syncer.FetchCapabilities(ctx, e.source(c, nil)); err != nil {
+		return err
+	}
+	stored, err := e.store.GetCapability(ctx, c.practice, c.cfg.Name)
+	if err != nil {
+		return fmt.Errorf("read stored capability statement: %w", err)
+	}
+	caps, err := fhir.ParseCapabilities(stored.Body)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.caps = caps
+	c.mu.Unlock()
+	return nil
 }
 
 // SyncAll runs every (connection, class) sync once, in order, and returns the

@@ -30,6 +30,9 @@ func (e *TokenError) Retryable() bool {
 	return e.Status == http.StatusTooManyRequests || e.Status >= 500 || e.Code == "temporarily_unavailable"
 }
 
+// RetryDelay is the server's Retry-After (zero when it sent none).
+func (e *TokenError) RetryDelay() time.Duration { return e.RetryAfter }
+
 // SkewDetected reports whether the server's clock differs from ours by more
 // than MaxClockSkew.
 func (e *TokenError) SkewDetected() bool { return e.Skew > MaxClockSkew || e.Skew < -MaxClockSkew }

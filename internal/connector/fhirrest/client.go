@@ -392,7 +392,7 @@ func (c *Client) once(ctx context.Context, u string, op opKind) (*Response, stri
 	if c.tokens != nil {
 		t, err := c.tokens.Token(ctx)
 		if err != nil {
-			return nil, "", &Error{Kind: KindAuth, Err: fmt.Errorf("getting an access token: %w", err)}
+			return nil, "", tokenFailure(err)
 		}
 		tok = t
 	}
@@ -457,6 +457,40 @@ func (c *Client) once(ctx context.Context, u string, op opKind) (*Response, stri
 }
 
 var acceptFHIR = []string{"application/fhir+json"}
+
+// RetryableTokenError is what a TokenSource's error may implement to say the
+// token endpoint failed transiently (5xx, 429, temporarily_unavailable) and
+// how long it asked us to wait. internal/smart's TokenError implements it.
+type RetryableTokenError interface {
+	error
+	Retryable() bool
+	RetryDelay() time.Duration
+}
+
+// tokenFailure classifies a failure to get an access token: a transient
+// answer of the token endpoint is retried like any server error (honouring
+// its Retry-After), a network failure like any network error; a refusal
+// (invalid_client, invalid_scope, ...) is an auth error that needs a fix.
+func tokenFailure(err error) *Error {
+	wrapped := fmt.Errorf("getting an access token: %w", err)
+	var te RetryableTokenError
+	if errors.As(err, &te) {
+		if !te.Retryable() {
+			return &Error{Kind: KindAuth, Err: wrapped}
+		}
+		e := &Error{Kind: KindServer, Err: wrapped}
+		if d := te.RetryDelay(); d > 0 {
+			e.RetryAfter, e.retryAfterSet = d, true
+		}
+		return e
+	}
+	var ne net.Error
+	var oe *net.OpError
+	if errors.As(err, &ne) || errors.As(err, &oe) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return &Error{Kind: KindNetwork, Err: wrapped}
+	}
+	return &Error{Kind: KindAuth, Err: wrapped}
+}
 
 // transportError classifies a failure to get or read a response. The
 // *url.Error wrapper (which prints the full URL, query included) is dropped.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -673,6 +674,40 @@ func TestNewValidatesBaseURL(t *testing.T) {
 	for _, bad := range []string{"", "ftp://x/fhir", "/relative", "http://x/fhir?a=1"} {
 		if _, err := New(Config{BaseURL: bad}); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// tokenErr is a TokenSource error like internal/smart's TokenError.
+type tokenErr struct {
+	retryable bool
+	after     time.Duration
+}
+
+func (e tokenErr) Error() string             { return "token endpoint said no" }
+func (e tokenErr) Retryable() bool           { return e.retryable }
+func (e tokenErr) RetryDelay() time.Duration { return e.after }
+
+func TestTokenFailureClassification(t *testing.T) {
+	cases := []struct {
+		name      string
+		err       error
+		kind      ErrorKind
+		retryable bool
+		after     time.Duration
+	}{
+		{"transient with Retry-After", tokenErr{retryable: true, after: 3 * time.Second}, KindServer, true, 3 * time.Second},
+		{"refused", tokenErr{retryable: false}, KindAuth, false, 0},
+		{"network", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, KindNetwork, true, 0},
+		{"other", errors.New("no key"), KindAuth, false, 0},
+	}
+	for _, c := range cases {
+		e := tokenFailure(c.err)
+		if e.Kind != c.kind || e.Kind.Retryable() != c.retryable || e.RetryAfter != c.after {
+			t.Errorf("%s: got kind %v retryable %v after %v; want %v %v %v", c.name, e.Kind, e.Kind.Retryable(), e.RetryAfter, c.kind, c.retryable, c.after)
+		}
+		if !errors.Is(e, c.err) && !errors.As(e, new(tokenErr)) {
+			t.Errorf("%s: the token error is not wrapped", c.name)
 		}
 	}
 }
