@@ -349,6 +349,11 @@ func (e *Engine) syncClass(ctx context.Context, c *connection, class dataclass.C
 		return nil
 	}
 	run, err := e.syncer.Run(ctx, e.source(c, types), trigger)
+	if err != nil {
+		e.metrics.SyncError(fhirrest.KindOf(err).String())
+	} else if run.Status == store.RunPartial || run.Status == store.RunFailed {
+		e.metrics.SyncError("partial-run")
+	}
 	e.mu.Lock()
 	if err != nil {
 		e.lastError[c.key()] = err.Error()
