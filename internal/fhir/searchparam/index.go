@@ -127,16 +127,28 @@ func (p *posting) each(fn func(sub string, docs ords)) {
 // dateKey is a date entry's range in unix nanoseconds (clamped).
 type dateKey struct{ lo, hi int64 }
 
+// dateRef is a dateKey in the sorted lists, with its documents, so a range
+// scan reaches the postings without a map lookup per key. Lists compare
+// only the key.
+type dateRef struct {
+	dateKey
+	docs *ords
+}
+
 // pindex indexes one parameter.
 type pindex struct {
 	name    string
 	typ     Type
 	keys    map[string]*posting // String: folded value; Token: code; Reference: id
-	dates   map[dateKey]ords    // Date ranges
+	dates   map[dateKey]*ords   // Date ranges
 	present ords                // documents with at least one entry
 	sorted  keyList[string]     // String keys, for prefix and substring search
-	byLo    keyList[dateKey]    // Date, sorted by lo
-	byHi    keyList[dateKey]    // Date, sorted by hi
+	byLo    keyList[dateRef]    // Date, sorted by lo
+	byHi    keyList[dateRef]    // Date, sorted by hi
+	// inverted counts the date keys with lo > hi (from malformed sources,
+	// e.g. a Period ending before it starts). While there are none, range
+	// scans can assume lo <= hi and stop early.
+	inverted int
 }
 
 // NewIndex returns an empty index.
@@ -196,10 +208,10 @@ func slotOf(e *Entry) slot {
 func (ix *Index) param(name string, typ Type) *pindex {
 	p := ix.params[name]
 	if p == nil {
-		p = &pindex{name: name, typ: typ, keys: map[string]*posting{}, dates: map[dateKey]ords{}}
+		p = &pindex{name: name, typ: typ, keys: map[string]*posting{}, dates: map[dateKey]*ords{}}
 		p.sorted.cmp = strings.Compare
-		p.byLo.cmp = func(a, b dateKey) int { return cmp.Or(cmp.Compare(a.lo, b.lo), cmp.Compare(a.hi, b.hi)) }
-		p.byHi.cmp = func(a, b dateKey) int { return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo)) }
+		p.byLo.cmp = func(a, b dateRef) int { return cmp.Or(cmp.Compare(a.lo, b.lo), cmp.Compare(a.hi, b.hi)) }
+		p.byHi.cmp = func(a, b dateRef) int { return cmp.Or(cmp.Compare(a.hi, b.hi), cmp.Compare(a.lo, b.lo)) }
 		ix.params[name] = p
 	}
 	return p
@@ -207,13 +219,17 @@ func (ix *Index) param(name string, typ Type) *pindex {
 
 func (p *pindex) add(s *slot, o uint32) {
 	if s.typ == Date {
-		l, ok := p.dates[s.dk]
-		if !ok {
-			p.byLo.add(s.dk)
-			p.byHi.add(s.dk)
+		l := p.dates[s.dk]
+		if l == nil {
+			l = new(ords)
+			p.dates[s.dk] = l
+			if s.dk.lo > s.dk.hi {
+				p.inverted++
+			}
+			p.byLo.add(dateRef{s.dk, l})
+			p.byHi.add(dateRef{s.dk, l})
 		}
 		l.add(o)
-		p.dates[s.dk] = l
 		return
 	}
 	pl := p.keys[s.key]
@@ -236,18 +252,20 @@ func (p *pindex) add(s *slot, o uint32) {
 
 func (p *pindex) remove(s *slot, o uint32) {
 	if s.typ == Date {
-		l, ok := p.dates[s.dk]
-		if !ok {
+		l := p.dates[s.dk]
+		if l == nil {
 			return
 		}
 		l.remove(o)
-		if len(l) > 0 {
-			p.dates[s.dk] = l
+		if len(*l) > 0 {
 			return
 		}
 		delete(p.dates, s.dk)
-		p.byLo.remove(s.dk)
-		p.byHi.remove(s.dk)
+		if s.dk.lo > s.dk.hi {
+			p.inverted--
+		}
+		p.byLo.remove(dateRef{dateKey: s.dk})
+		p.byHi.remove(dateRef{dateKey: s.dk})
 		return
 	}
 	pl := p.keys[s.key]
@@ -413,20 +431,41 @@ func (ix *Index) Search(cs []Criterion, after *Position, limit int) (hits []Hit,
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	var set []uint32
+	var member []uint64 // the matches as a bitmap, when one criterion gave one
 	all := len(cs) == 0
-	if !all {
-		sets := make([][]uint32, 0, len(cs))
+	if len(cs) == 1 {
+		ds := ix.evalSet(&cs[0])
+		total = ds.count()
+		if total == 0 {
+			return nil, 0, false
+		}
+		if ds.bits != nil && total*16 >= ix.alive {
+			member = ds.bits // dense: the order walk below tests membership
+		} else {
+			set = ds.ords()
+		}
+	} else if !all {
+		type counted struct {
+			docSet
+			n int
+		}
+		sets := make([]counted, 0, len(cs))
 		for i := range cs {
-			s := ix.eval(&cs[i])
-			if len(s) == 0 {
+			ds := ix.evalSet(&cs[i])
+			n := ds.count()
+			if n == 0 {
 				return nil, 0, false
 			}
-			sets = append(sets, s)
+			sets = append(sets, counted{ds, n})
 		}
-		slices.SortFunc(sets, func(a, b []uint32) int { return cmp.Compare(len(a), len(b)) })
-		set = sets[0]
+		slices.SortFunc(sets, func(a, b counted) int { return cmp.Compare(a.n, b.n) })
+		set = sets[0].ords()
 		for _, s := range sets[1:] {
-			set = intersect(set, s)
+			if s.bits != nil {
+				set = filterBits(set, s.bits) // test membership; no list needed
+			} else {
+				set = intersect(set, s.list)
+			}
 			if len(set) == 0 {
 				return nil, 0, false
 			}
@@ -444,7 +483,7 @@ func (ix *Index) Search(cs []Criterion, after *Position, limit int) (hits []Hit,
 		}
 		return d.lu > after.LastUpdated || (d.lu == after.LastUpdated && d.id > after.ID)
 	}
-	if !all && len(set)*16 < ix.alive {
+	if !all && member == nil && len(set)*16 < ix.alive {
 		// Sparse: order the matches directly.
 		// Keep the best limit candidates in a small sorted slice.
 		best := make([]uint32, 0, limit+1)
@@ -471,8 +510,7 @@ func (ix *Index) Search(cs []Criterion, after *Position, limit int) (hits []Hit,
 		return hits, total, n > len(best)
 	}
 	// Dense: walk the global order and test membership.
-	var member []uint64
-	if !all {
+	if !all && member == nil {
 		member = make([]uint64, (len(ix.docs)+63)/64)
 		for _, o := range set {
 			member[o/64] |= 1 << (o % 64)
@@ -509,6 +547,17 @@ func (ix *Index) compareDocs(a, b uint32) int {
 	return strings.Compare(da.id, db.id)
 }
 
+// filterBits returns the members of a whose bit is set (a new slice).
+func filterBits(a []uint32, bits []uint64) []uint32 {
+	out := make([]uint32, 0, len(a))
+	for _, o := range a {
+		if bits[o/64]&(1<<(o%64)) != 0 {
+			out = append(out, o)
+		}
+	}
+	return out
+}
+
 func intersect(a, b []uint32) []uint32 {
 	out := make([]uint32, 0, min(len(a), len(b)))
 	i, j := 0, 0
@@ -527,17 +576,38 @@ func intersect(a, b []uint32) []uint32 {
 	return out
 }
 
-// collector unions postings into a sorted set.
+// collector unions postings into a sorted set. While the union is small it
+// keeps the lists; once their total passes 1/64 of the ordinals (when a
+// bitmap of all ordinals costs no more to scan than the lists) it switches to
+// a bitmap and sets bits as lists arrive, so a range over many small
+// postings costs no list bookkeeping.
 type collector struct {
 	n     int // number of ordinals in the index
 	lists [][]uint32
 	size  int
+	bits  []uint64 // dense mode
 }
 
 func (c *collector) add(o ords) {
-	if len(o) > 0 {
-		c.lists = append(c.lists, o)
-		c.size += len(o)
+	if len(o) == 0 {
+		return
+	}
+	if c.bits != nil {
+		for _, x := range o {
+			c.bits[x/64] |= 1 << (x % 64)
+		}
+		return
+	}
+	c.lists = append(c.lists, o)
+	c.size += len(o)
+	if len(c.lists) > 1 && c.size*64 > c.n {
+		c.bits = make([]uint64, (c.n+63)/64)
+		for _, l := range c.lists {
+			for _, x := range l {
+				c.bits[x/64] |= 1 << (x % 64)
+			}
+		}
+		c.lists = nil
 	}
 }
 
@@ -557,27 +627,48 @@ func (c *collector) addSub(p *posting, sub string) {
 	}
 }
 
-func (c *collector) result() []uint32 {
+// set returns the union.
+func (c *collector) set() docSet {
 	switch {
+	case c.bits != nil:
+		return docSet{bits: c.bits}
 	case len(c.lists) == 0:
-		return nil
+		return docSet{}
 	case len(c.lists) == 1:
-		return c.lists[0]
-	case c.size*8 > c.n:
-		bits := make([]uint64, (c.n+63)/64)
-		for _, l := range c.lists {
-			for _, o := range l {
-				bits[o/64] |= 1 << (o % 64)
-			}
-		}
-		return fromBits(bits, c.size)
+		return docSet{list: c.lists[0]}
 	}
 	out := make([]uint32, 0, c.size)
 	for _, l := range c.lists {
 		out = append(out, l...)
 	}
 	slices.Sort(out)
-	return slices.Compact(out)
+	return docSet{list: slices.Compact(out)}
+}
+
+// docSet is a set of document ordinals: a sorted list, or (when bits is
+// not nil) a bitmap.
+type docSet struct {
+	list []uint32
+	bits []uint64
+}
+
+func (d docSet) count() int {
+	if d.bits == nil {
+		return len(d.list)
+	}
+	n := 0
+	for _, w := range d.bits {
+		n += bits.OnesCount64(w)
+	}
+	return n
+}
+
+// ords returns the set as a sorted list.
+func (d docSet) ords() []uint32 {
+	if d.bits == nil {
+		return d.list
+	}
+	return fromBits(d.bits, d.count())
 }
 
 func fromBits(b []uint64, hint int) []uint32 {
@@ -592,16 +683,16 @@ func fromBits(b []uint64, hint int) []uint32 {
 	return out
 }
 
-// eval returns the sorted set of documents matching one criterion.
-func (ix *Index) eval(c *Criterion) []uint32 {
+// evalSet returns the set of documents matching one criterion.
+func (ix *Index) evalSet(c *Criterion) docSet {
 	switch c.Def.Name {
 	case "_id":
 		if c.Modifier != ModMissing {
-			return ix.evalID(c)
+			return docSet{list: ix.evalID(c)}
 		}
 	case "_lastUpdated":
 		if c.Modifier != ModMissing {
-			return ix.evalLastUpdated(c)
+			return docSet{list: ix.evalLastUpdated(c)}
 		}
 	}
 	p := ix.params[c.Def.Name]
@@ -611,7 +702,7 @@ func (ix *Index) eval(c *Criterion) []uint32 {
 			present = p.present
 		}
 		if !c.Missing {
-			return present
+			return docSet{list: present}
 		}
 		bits := make([]uint64, (len(ix.docs)+63)/64)
 		for o := range ix.docs {
@@ -622,10 +713,10 @@ func (ix *Index) eval(c *Criterion) []uint32 {
 		for _, o := range present {
 			bits[o/64] &^= 1 << (o % 64)
 		}
-		return fromBits(bits, ix.alive-len(present))
+		return docSet{bits: bits}
 	}
 	if p == nil {
-		return nil
+		return docSet{}
 	}
 	col := collector{n: len(ix.docs)}
 	for k := range c.Alts {
@@ -674,7 +765,7 @@ func (ix *Index) eval(c *Criterion) []uint32 {
 			ix.evalDate(p, a, &col)
 		}
 	}
-	return col.result()
+	return col.set()
 }
 
 // evalID answers _id from the document table.
@@ -738,16 +829,17 @@ func (ix *Index) evalLastUpdated(c *Criterion) []uint32 {
 
 func (ix *Index) evalDate(p *pindex, a *Alt, col *collector) {
 	qlo, qhi := UnixNanos(a.Low), UnixNanos(a.High)
-	take := func(k dateKey) {
-		col.add(p.dates[k])
+	take := func(k dateRef) {
+		col.add(*k.docs)
 	}
-	matches := func(k dateKey) bool {
+	matches := func(k dateRef) bool {
 		return dateMatchesNanos(a.Prefix, qlo, qhi, k.lo, k.hi)
 	}
-	switch a.Prefix {
-	case "", "eq":
-		p.byLo.rangeFrom(dateKey{qlo, math.MinInt64}, func(k dateKey) bool {
-			if k.lo > qhi {
+	// within takes the keys inside [qlo, qhi]. Well-formed keys there
+	// have qlo <= lo <= qhi; inverted ones can have any lo >= qlo.
+	within := func() {
+		p.byLo.rangeFrom(dateRef{dateKey: dateKey{qlo, math.MinInt64}}, func(k dateRef) bool {
+			if k.lo > qhi && p.inverted == 0 {
 				return false
 			}
 			if k.hi <= qhi {
@@ -755,22 +847,54 @@ func (ix *Index) evalDate(p *pindex, a *Alt, col *collector) {
 			}
 			return true
 		})
+	}
+	switch a.Prefix {
+	case "", "eq":
+		within()
 	case "gt", "sa":
 		// gt: hi > qhi; sa: lo > qhi (which implies hi > qhi)
-		p.byHi.rangeFrom(dateKey{lo: math.MinInt64, hi: qhi + 1}, func(k dateKey) bool {
+		p.byHi.rangeFrom(dateRef{dateKey: dateKey{lo: math.MinInt64, hi: qhi + 1}}, func(k dateRef) bool {
 			if matches(k) {
 				take(k)
 			}
 			return true
 		})
+	case "ge":
+		// hi > qhi, or within [qlo, qhi]: two disjoint scans. (A range
+		// may have lo > hi when its source is malformed, so "within"
+		// is not bounded by hi >= qlo.)
+		// The first scan can take most of the index: a plain loop.
+		ci, i := p.byHi.seek(dateRef{dateKey: dateKey{lo: math.MinInt64, hi: qhi + 1}})
+		for ; ci < len(p.byHi.chunks); ci++ {
+			for _, k := range p.byHi.chunks[ci][i:] {
+				if d := *k.docs; col.bits != nil && len(d) == 1 {
+					col.bits[d[0]/64] |= 1 << (d[0] % 64)
+				} else {
+					col.add(d)
+				}
+			}
+			i = 0
+		}
+		within()
+	case "le":
+		// lo < qlo, or within [qlo, qhi]: two disjoint scans.
+		p.byLo.each(func(k dateRef) bool {
+			if k.lo >= qlo {
+				return false
+			}
+			take(k)
+			return true
+		})
+		within()
 	case "lt", "eb", "ap":
-		// lt: lo < qlo; eb: hi < qlo (implies lo < qlo); ap: lo <= qhi
+		// lt: lo < qlo; eb: hi < qlo (implies lo < qlo unless the key is
+		// inverted); ap: lo <= qhi
 		bound := qlo
 		if a.Prefix == "ap" {
 			bound = qhi
 		}
-		p.byLo.each(func(k dateKey) bool {
-			if k.lo > bound {
+		p.byLo.each(func(k dateRef) bool {
+			if k.lo > bound && (a.Prefix != "eb" || p.inverted == 0) {
 				return false
 			}
 			if matches(k) {
@@ -778,8 +902,8 @@ func (ix *Index) evalDate(p *pindex, a *Alt, col *collector) {
 			}
 			return true
 		})
-	default: // ne, ge, le: evaluate every distinct range
-		p.byLo.each(func(k dateKey) bool {
+	default: // ne: evaluate every distinct range
+		p.byLo.each(func(k dateRef) bool {
 			if matches(k) {
 				take(k)
 			}
@@ -890,6 +1014,20 @@ func (l *keyList[K]) remove(k K) {
 		return
 	}
 	l.chunks[ci] = c
+}
+
+// seek returns the position (chunk, index in chunk) of the first key >=
+// from; ci == len(l.chunks) when there is none.
+func (l *keyList[K]) seek(from K) (ci, i int) {
+	if len(l.chunks) == 0 {
+		return 0, 0
+	}
+	ci = l.chunkFor(from)
+	i, _ = slices.BinarySearchFunc(l.chunks[ci], from, l.cmp)
+	if i == len(l.chunks[ci]) {
+		return ci + 1, 0
+	}
+	return ci, i
 }
 
 // rangeFrom calls fn for keys >= from in ascending order until fn returns false.

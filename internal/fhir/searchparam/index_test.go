@@ -70,6 +70,7 @@ var observationQueries = []string{
 	"", "status=final", "code=http://loinc.org|8867-4", "code=8480-6,29463-7", "patient=p1", "patient=Patient/p3",
 	"subject=Group/g1", "subject=g1", "date=2022", "date=ge2023-06-01", "date=lt2021-03-02", "date=sa2023", "date=eb2021-04",
 	"date:missing=true", "date=ne2022", "date=ap2021-03", "patient=p2&status=amended&date=ge2021",
+	"date=le2021-06", "date=ge2022-02-10", "date=le2021-03-01T10:30:00Z",
 }
 
 func parseQuery(t testing.TB, rt, q string) []store.SearchParam {
@@ -260,7 +261,8 @@ func BenchmarkIndexSearch(b *testing.B) {
 		}
 		ix.Put(id, luOf(es), nil, es)
 	}
-	for _, q := range []string{"family=smi&gender=female", "identifier=urn:mrn|3", "birthdate=1980-05-17", "", "gender=female"} {
+	for _, q := range []string{"family=smi&gender=female", "identifier=urn:mrn|3", "birthdate=1980-05-17", "", "gender=female",
+		"birthdate=ge2021", "birthdate=le2021-06", "birthdate=ge2021&gender=female"} {
 		params := parseQuery(b, "Patient", q)
 		var cs []Criterion
 		for _, p := range params {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mediflow/mediflow/internal/store"
 )
@@ -316,29 +317,72 @@ func (s *Store) Audit(ctx context.Context, events ...store.AuditEvent) error {
 			return err
 		}
 	}
-	st, err := s.stmt(ctx, `INSERT INTO audit_events (practice, time, actor, action, entity, outcome, detail) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	args := make([]any, 0, len(events)*auditArgs)
+	for _, e := range events {
+		if e.Time.IsZero() {
+			e.Time = s.now()
+		}
+		args = append(args, e.Practice, nanos(e.Time), e.Actor, e.Action, e.Entity, e.Outcome, e.Detail)
+	}
+	if len(events) <= auditOneStatement {
+		// One multi-row INSERT is its own transaction: no BEGIN and COMMIT
+		// round trips for the small batches the API writes under load.
+		st, err := s.stmt(ctx, auditInsertSQL(len(events)))
+		if err != nil {
+			return fmt.Errorf("sqlite: audit: %w", err)
+		}
+		if _, err := st.ExecContext(ctx, args...); err != nil {
+			return fmt.Errorf("sqlite: audit: %w", err)
+		}
+		s.kickCheckpoint()
+		return nil
+	}
+	// Statements are prepared before the transaction takes the writer's
+	// only connection.
+	full, err := s.stmt(ctx, auditInsertSQL(auditOneStatement))
 	if err != nil {
 		return fmt.Errorf("sqlite: audit: %w", err)
+	}
+	rest := full
+	if r := len(events) % auditOneStatement; r > 0 {
+		if rest, err = s.stmt(ctx, auditInsertSQL(r)); err != nil {
+			return fmt.Errorf("sqlite: audit: %w", err)
+		}
 	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("sqlite: audit: %w", err)
 	}
 	defer tx.Rollback()
-	txst := tx.StmtContext(ctx, st)
-	for _, e := range events {
-		if e.Time.IsZero() {
-			e.Time = s.now()
+	for len(args) > 0 {
+		n, st := auditOneStatement, full
+		if len(args) < n*auditArgs {
+			n, st = len(args)/auditArgs, rest
 		}
-		if _, err := txst.ExecContext(ctx, e.Practice, nanos(e.Time), e.Actor, e.Action, e.Entity, e.Outcome, e.Detail); err != nil {
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args[:n*auditArgs]...); err != nil {
 			return fmt.Errorf("sqlite: audit: %w", err)
 		}
+		args = args[n*auditArgs:]
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: audit: %w", err)
 	}
 	s.kickCheckpoint()
 	return nil
+}
+
+// auditArgs is the number of values per audit_events row; batches of up to
+// auditOneStatement events are written by one INSERT (whose prepared
+// statement is kept, one per batch size).
+const (
+	auditArgs         = 7
+	auditOneStatement = 32
+)
+
+func auditInsertSQL(n int) string {
+	row := "(" + placeholders(auditArgs) + ")"
+	return `INSERT INTO audit_events (practice, time, actor, action, entity, outcome, detail) VALUES ` +
+		strings.TrimSuffix(strings.Repeat(row+",", n), ",")
 }
 
 // ListAudit lists a practice's audit events, newest first.

@@ -576,6 +576,13 @@ func (s *Store) GetResource(ctx context.Context, practice, resourceType, id stri
 	if !ok {
 		return store.Resource{}, notFound("sqlite: %s/%s", resourceType, id)
 	}
+	if r, ok := s.cache.get(c.seq); ok {
+		if r.Practice != practice {
+			return store.Resource{}, notFound("sqlite: %s/%s", resourceType, id)
+		}
+		r.Body = append(make([]byte, 0, len(r.Body)), r.Body...) // the cache keeps its own
+		return r, nil
+	}
 	row := s.r.QueryRowContext(ctx, `SELECT `+versionCols+` FROM resource_versions WHERE seq = ? AND +practice = ?`, c.seq, practice)
 	r, err := scanVersion(row)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -584,6 +591,7 @@ func (s *Store) GetResource(ctx context.Context, practice, resourceType, id stri
 	if err != nil {
 		return store.Resource{}, fmt.Errorf("sqlite: read %s/%s: %w", resourceType, id, err)
 	}
+	s.cache.put(&r)
 	return r, nil
 }
 

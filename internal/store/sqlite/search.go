@@ -89,23 +89,23 @@ func (s *Store) Search(ctx context.Context, practice string, q store.Query) (sto
 		return page, nil
 	}
 	seqs := make([]int64, 0, len(hits))
-	idSeq := make(map[string]int64, len(hits))
+	ids := make([]string, 0, len(hits))
 	s.stateMu.RLock()
 	for _, h := range hits {
 		if c := ts.cur[h.ID]; c != nil && !c.deleted {
 			seqs = append(seqs, c.seq)
-			idSeq[h.ID] = c.seq
+			ids = append(ids, h.ID)
 		}
 	}
 	s.stateMu.RUnlock()
-	bySeq, err := s.readVersions(ctx, practice, seqs)
+	rs, err := s.readVersions(ctx, practice, seqs)
 	if err != nil {
 		return store.SearchPage{}, err
 	}
 	// A resource deleted between the index lookup and the read is left out.
-	for _, h := range hits {
-		if r, ok := bySeq[idSeq[h.ID]]; ok && r.ID == h.ID && r.ResourceType == q.ResourceType {
-			page.Resources = append(page.Resources, r)
+	for i := range rs {
+		if r := &rs[i]; r.Seq != 0 && r.ID == ids[i] && r.ResourceType == q.ResourceType {
+			page.Resources = append(page.Resources, *r)
 		}
 	}
 	if more {
@@ -116,21 +116,39 @@ func (s *Store) Search(ctx context.Context, practice string, q store.Query) (sto
 	return page, nil
 }
 
-// readVersions reads versions by seq within a practice.
-func (s *Store) readVersions(ctx context.Context, practice string, seqs []int64) (map[int64]store.Resource, error) {
-	out := make(map[int64]store.Resource, len(seqs))
-	if len(seqs) == 0 {
+// readVersions reads versions by seq within a practice, from the version
+// cache where it can and from the database otherwise. out[i] is the version
+// seqs[i]; one that does not exist in the practice is left zero (Seq 0).
+// Every returned Body is the caller's own.
+func (s *Store) readVersions(ctx context.Context, practice string, seqs []int64) ([]store.Resource, error) {
+	out := make([]store.Resource, len(seqs))
+	var miss []int64
+	hits := 0
+	for i, seq := range seqs {
+		if r, ok := s.cache.get(seq); ok {
+			if r.Practice == practice {
+				out[i] = r
+				hits++
+			}
+			continue
+		}
+		miss = append(miss, seq)
+	}
+	if hits > 0 {
+		copyBodies(out) // cached bodies stay the cache's; rows read below are fresh
+	}
+	if len(miss) == 0 {
 		return out, nil
 	}
-	args := make([]any, 0, len(seqs)+1)
+	args := make([]any, 0, len(miss)+1)
 	args = append(args, practice)
-	for _, v := range seqs {
+	for _, v := range miss {
 		args = append(args, v)
 	}
-	query := `SELECT ` + versionCols + ` FROM resource_versions WHERE +practice = ? AND seq IN (` + placeholders(len(seqs)) + `)`
+	query := `SELECT ` + versionCols + ` FROM resource_versions WHERE +practice = ? AND seq IN (` + placeholders(len(miss)) + `)`
 	var rows *sql.Rows
 	var err error
-	if len(seqs) <= 100 { // common page sizes: keep the statement prepared
+	if len(miss) <= 100 { // common page sizes: keep the statement prepared
 		var st *sql.Stmt
 		if st, err = s.readStmt(ctx, query); err == nil {
 			rows, err = st.QueryContext(ctx, args...)
@@ -142,12 +160,19 @@ func (s *Store) readVersions(ctx context.Context, practice string, seqs []int64)
 		return nil, fmt.Errorf("sqlite: read search page: %w", err)
 	}
 	defer rows.Close()
+	at := make(map[int64]int, len(miss))
+	for i, seq := range seqs {
+		at[seq] = i
+	}
 	for rows.Next() {
 		r, err := scanVersion(rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: read search page: %w", err)
 		}
-		out[r.Seq] = r
+		if i, ok := at[r.Seq]; ok {
+			s.cache.put(&r)
+			out[i] = r
+		}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: read search page: %w", err)

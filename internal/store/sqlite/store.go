@@ -16,6 +16,10 @@
 //   - Writes go through one writer connection under a mutex, so they never
 //     meet SQLITE_BUSY; reads use a separate pool of read-only connections.
 //     WAL journal, synchronous=NORMAL, busy_timeout, foreign keys on.
+//   - Versions read by Search and GetResource are kept in a bounded
+//     in-memory cache keyed by seq (Options.BodyCacheMB, default 64 MiB).
+//     A version row never changes, so the cache needs no invalidation;
+//     a search page of cached resources costs no SQLite read.
 //   - A background goroutine (owned by the Store, stopped by Close) copies
 //     the WAL into the database file with PASSIVE checkpoints, so commits do
 //     not pay for it; Close leaves an empty WAL.
@@ -57,6 +61,11 @@ type Options struct {
 	CacheMB int
 	// Now is the clock used for StoredAt and UpdatedAt; nil: time.Now.
 	Now func() time.Time
+	// BodyCacheMB bounds the in-memory cache of resource versions read by
+	// Search and GetResource (bodies and metadata, keyed by seq), in MiB;
+	// 0: 64, negative: no cache. Versions are immutable, so the cache never
+	// serves stale data; it only saves SQLite reads of hot resources.
+	BodyCacheMB int
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -73,6 +82,8 @@ type Store struct {
 
 	stateMu   sync.RWMutex
 	practices map[string]map[string]*typeState // practice -> resource type; guarded by stateMu
+
+	cache *versionCache // recently read versions by seq; nil: disabled
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared on w, keyed by SQL text
@@ -108,6 +119,9 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	}
 	if opts.CacheMB <= 0 {
 		opts.CacheMB = 16
+	}
+	if opts.BodyCacheMB == 0 {
+		opts.BodyCacheMB = 64
 	}
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"+
 		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-%d)", opts.CacheMB*1024)
@@ -153,6 +167,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		practices: map[string]map[string]*typeState{},
 		stmts:     map[string]*sql.Stmt{},
 		rstmts:    map[string]*sql.Stmt{},
+		cache:     newVersionCache(int64(opts.BodyCacheMB) << 20),
 	}
 	ckptCtx, stop := context.WithCancel(context.Background())
 	s.ckptStop = stop
