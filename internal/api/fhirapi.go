@@ -177,18 +177,18 @@ func (s *server) history(w http.ResponseWriter, r *http.Request, c *call) {
 	b = append(b, `"},"total":`...)
 	b = strconv.AppendInt(b, int64(len(versions)), 10)
 	b = append(b, `,"link":[{"relation":"self","url":`...)
-	b = appendJSONStr(b, base+"/"+typ+"/"+id+"/_history")
+	b = fhir.AppendJSONString(b, base+"/"+typ+"/"+id+"/_history")
 	b = append(b, `}],"entry":[`...)
 	for i, v := range versions {
 		if i > 0 {
 			b = append(b, ',')
 		}
 		b = append(b, `{"fullUrl":"`...)
-		b = appendJSONChars(b, base)
+		b = fhir.AppendJSONChars(b, base)
 		b = append(b, '/')
-		b = appendJSONChars(b, v.ResourceType)
+		b = fhir.AppendJSONChars(b, v.ResourceType)
 		b = append(b, '/')
-		b = appendJSONChars(b, v.ID)
+		b = fhir.AppendJSONChars(b, v.ID)
 		b = append(b, '"')
 		method, status := "PUT", "200"
 		switch {
@@ -205,14 +205,14 @@ func (s *server) history(w http.ResponseWriter, r *http.Request, c *call) {
 		b = append(b, method...)
 		b = append(b, `","url":`...)
 		if method == "POST" {
-			b = appendJSONStr(b, v.ResourceType)
+			b = fhir.AppendJSONString(b, v.ResourceType)
 		} else {
-			b = appendJSONStr(b, v.ResourceType+"/"+v.ID)
+			b = fhir.AppendJSONString(b, v.ResourceType+"/"+v.ID)
 		}
 		b = append(b, `},"response":{"status":"`...)
 		b = append(b, status...)
 		b = append(b, `","etag":`...)
-		b = appendJSONStr(b, weakETag(v.Version))
+		b = fhir.AppendJSONString(b, weakETag(v.Version))
 		if !v.StoredAt.IsZero() {
 			b = append(b, `,"lastModified":"`...)
 			b = append(b, fhir.FormatInstant(v.StoredAt)...)
@@ -360,11 +360,11 @@ func (s *server) search(w http.ResponseWriter, r *http.Request, c *call) {
 	b = append(b, `"},"total":`...)
 	b = strconv.AppendInt(b, int64(page.Total), 10)
 	b = append(b, `,"link":[{"relation":"self","url":`...)
-	b = appendJSONStr(b, self)
+	b = fhir.AppendJSONString(b, self)
 	b = append(b, '}')
 	if next != "" {
 		b = append(b, `,{"relation":"next","url":`...)
-		b = appendJSONStr(b, next)
+		b = fhir.AppendJSONString(b, next)
 		b = append(b, '}')
 	}
 	b = append(b, ']')
@@ -381,11 +381,11 @@ func (s *server) search(w http.ResponseWriter, r *http.Request, c *call) {
 			}
 			first = false
 			b = append(b, `{"fullUrl":"`...)
-			b = appendJSONChars(b, base)
+			b = fhir.AppendJSONChars(b, base)
 			b = append(b, '/')
-			b = appendJSONChars(b, res.ResourceType)
+			b = fhir.AppendJSONChars(b, res.ResourceType)
 			b = append(b, '/')
-			b = appendJSONChars(b, res.ID)
+			b = fhir.AppendJSONChars(b, res.ID)
 			b = append(b, `","resource":`...)
 			b = append(b, res.Body...)
 			b = append(b, `,"search":{"mode":"match"}}`...)

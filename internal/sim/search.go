@@ -368,11 +368,11 @@ func (t *tenant) writeSearchset(c *call, id string, at time.Time, total int, pag
 	b = append(b, `"},"type":"searchset","total":`...)
 	b = strconv.AppendInt(b, int64(total), 10)
 	b = append(b, `,"link":[{"relation":"self","url":`...)
-	b = gen.AppendString(b, self)
+	b = fhir.AppendJSONString(b, self)
 	b = append(b, '}')
 	if next != "" {
 		b = append(b, `,{"relation":"next","url":`...)
-		b = gen.AppendString(b, next)
+		b = fhir.AppendJSONString(b, next)
 		b = append(b, '}')
 	}
 	b = append(b, ']')
@@ -493,7 +493,7 @@ func (t *tenant) serveHistory(c *call) {
 	base := t.sim.baseURL(t)
 	b := []byte(`{"resourceType":"Bundle","id":"` + randomHex(8) + `","type":"history","total":` + strconv.Itoa(len(vs)) +
 		`,"link":[{"relation":"self","url":`)
-	b = gen.AppendString(b, base+"/"+c.rt+"/"+c.id+"/_history")
+	b = fhir.AppendJSONString(b, base+"/"+c.rt+"/"+c.id+"/_history")
 	b = append(b, `}],"entry":[`...)
 	for i, v := range vs {
 		if i > 0 {
