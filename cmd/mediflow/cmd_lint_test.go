@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
 // lintRun runs `mediflow ARGS...` in-process and returns the exit code and
@@ -32,19 +34,7 @@ func lintRun(t *testing.T, getenv func(string) string, args ...string) (int, str
 // lintRepoFile returns the path of a file relative to the repository root.
 func lintRepoFile(t *testing.T, rel string) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return filepath.Join(dir, rel)
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = filepath.Dir(dir)
-	}
+	return filepath.Join(repo.RootT(t), rel)
 }
 
 func TestLintBadExample(t *testing.T) {

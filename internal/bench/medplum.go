@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/mediflow/mediflow/internal/fhir"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
 // medplumScript is the peer server's entry point inside the peers folder.
@@ -38,19 +40,9 @@ type Medplum struct {
 // is installed there (its script and node_modules), looking upward from the
 // working directory for go.mod.
 func FindPeersDir() (string, error) {
-	dir, err := os.Getwd()
+	dir, err := repo.Root()
 	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("bench: not inside the mediflow repository (no go.mod above the working directory)")
-		}
-		dir = parent
+		return "", fmt.Errorf("bench: %w", err)
 	}
 	peers := filepath.Join(dir, "peers")
 	for _, need := range []string{medplumScript, "node_modules"} {

@@ -13,28 +13,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
 var update = flag.Bool("update", false, "rewrite docs/configuration.md from the schema")
 
-// repoRoot walks up from the package directory to the directory with go.mod.
-func repoRoot(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the package directory")
-		}
-		dir = parent
-	}
-}
+// repoRoot is the directory with go.mod.
+func repoRoot(t *testing.T) string { return repo.RootT(t) }
 
 // TestConfigDocUpToDate fails when docs/configuration.md differs from what the
 // schema generates. Run with -update to rewrite it.

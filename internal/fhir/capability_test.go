@@ -4,13 +4,12 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
 func TestParseCapabilitiesVendorFixtures(t *testing.T) {
-	dir := filepath.Join("..", "..", "..", "shared", "fixtures", "vendors")
-	if _, err := os.Stat(dir); err != nil {
-		t.Skipf("vendor fixtures not found at %s (../shared beside the repo): %v", dir, err)
-	}
+	dir := repo.Shared(t, filepath.Join("fixtures", "vendors"))
 	cases := []struct {
 		file        string
 		fhirVersion string

@@ -8,8 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -19,6 +17,8 @@ import (
 	"github.com/mediflow/mediflow/internal/sim/gen"
 	"github.com/mediflow/mediflow/internal/smart"
 	"github.com/mediflow/mediflow/internal/smart/authserver"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
 // clock is a settable test clock.
@@ -206,35 +206,8 @@ func (f *fixture) walk(url, token string, each func(page int)) (ids []string, bo
 	return ids, bodies, total
 }
 
-// repoRoot walks up from the package directory to go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// sharedPath returns ../shared/<rel> next to the repository, skipping the
-// test when the shared folder is absent.
-func sharedPath(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join(repoRoot(t), "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared test data %s not present (needs ../shared beside the repository): %v", rel, err)
-	}
-	return p
-}
+// sharedPath returns ../shared/<rel>, skipping the test when it is absent.
+func sharedPath(t testing.TB, rel string) string { return repo.Shared(t, rel) }
 
 func smallData(patients int) *gen.Options {
 	return &gen.Options{Patients: patients, PastDays: 10, FutureDays: 10}

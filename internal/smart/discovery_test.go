@@ -10,26 +10,15 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
 // vendorFixture reads a file under ../shared/fixtures/vendors beside the
 // repository, skipping the test when the shared folder is absent.
 func vendorFixture(t *testing.T, rel string) []byte {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
+	dir := repo.RootT(t)
 	p := filepath.Join(dir, "..", "shared", "fixtures", "vendors", rel)
 	data, err := os.ReadFile(p)
 	if os.IsNotExist(err) {

@@ -9,31 +9,12 @@ import (
 	"testing"
 
 	"github.com/mediflow/mediflow/internal/fhir"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
-// sharedDir finds ../shared beside the repository root (the folder with go.mod).
-func sharedDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("repository root not found")
-		}
-		dir = parent
-	}
-	shared := filepath.Join(dir, "..", "shared")
-	if _, err := os.Stat(shared); err != nil {
-		t.Skip("../shared is absent: vendor fixtures not available")
-	}
-	return shared
-}
+// sharedDir is ../shared beside the repository root.
+func sharedDir(t *testing.T) string { return repo.Shared(t, "") }
 
 // TestDecodeBundleMatchesEncodingJSON decodes every Bundle among Oracle
 // Health's published examples both ways and compares.

@@ -8,36 +8,12 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
-// repoRoot walks up from the package directory to the folder holding go.mod.
-func repoRoot(t testing.TB) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found above the test directory")
-		}
-		dir = parent
-	}
-}
-
-// sharedPath returns a path under ../shared, skipping the test when absent.
-func sharedPath(t testing.TB, rel string) string {
-	t.Helper()
-	p := filepath.Join(repoRoot(t), "..", "shared", rel)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared test data not available (%s): %v", rel, err)
-	}
-	return p
-}
+// sharedPath returns ../shared/<rel>, skipping the test when it is absent.
+func sharedPath(t testing.TB, rel string) string { return repo.Shared(t, rel) }
 
 // oracleResource reads an Oracle Health example; entries are unwrapped.
 func oracleResource(t testing.TB, name string) (string, []byte) {

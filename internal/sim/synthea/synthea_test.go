@@ -1,34 +1,14 @@
 package synthea
 
 import (
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
-func syntheaDir(t *testing.T) string {
-	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	p := filepath.Join(dir, "..", "shared", "testdata", "synthea-r4")
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("Synthea test data not present (needs ../shared beside the repository): %v", err)
-	}
-	return p
-}
+func syntheaDir(t *testing.T) string { return repo.Shared(t, "testdata/synthea-r4") }
 
 var served = map[string]bool{
 	"Patient": true, "Practitioner": true, "Organization": true, "Location": true, "Encounter": true,

@@ -11,13 +11,13 @@
 package peers
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sync"
 	"testing"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
 // InstallHint is the command that installs the peers.
@@ -36,30 +36,10 @@ func unavailable(t testing.TB, format string, args ...any) {
 	t.Skipf("peers: %s; skipping this third-party peer test (install Node.js >= 20.19 and run `%s` in the repository root to enable it)", msg, InstallHint)
 }
 
-var rootOnce = sync.OnceValues(findRepoRoot)
-
-// findRepoRoot walks up from the working directory to the folder holding go.mod.
-func findRepoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", fmt.Errorf("peers: working directory: %w", err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("peers: no go.mod found above the working directory")
-		}
-		dir = parent
-	}
-}
-
 // RepoRoot returns the repository root (the folder holding go.mod).
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	root, err := rootOnce()
+	root, err := repo.Root()
 	if err != nil {
 		t.Fatal(err)
 	}

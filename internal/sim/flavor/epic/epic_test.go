@@ -13,27 +13,15 @@ import (
 	"github.com/mediflow/mediflow/internal/sim/flavor"
 	"github.com/mediflow/mediflow/internal/sim/gen"
 	"github.com/mediflow/mediflow/internal/store"
+
+	"github.com/mediflow/mediflow/internal/testutil/repo"
 )
 
 func fixture(t *testing.T, name string) []byte {
 	t.Helper()
-	dir, err := os.Getwd()
+	b, err := os.ReadFile(repo.Shared(t, filepath.Join("fixtures", "vendors", "epic", name)))
 	if err != nil {
 		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		if filepath.Dir(dir) == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = filepath.Dir(dir)
-	}
-	p := filepath.Join(dir, "..", "shared", "fixtures", "vendors", "epic", name)
-	b, err := os.ReadFile(p)
-	if err != nil {
-		t.Skipf("Epic fixture %s not present (needs ../shared beside the repository): %v", name, err)
 	}
 	return b
 }
