@@ -109,15 +109,27 @@ func TestServeRejectsABadConfigWithItsLine(t *testing.T) {
 }
 
 func TestEveryCommandHasHelp(t *testing.T) {
-	for _, c := range commands() {
-		env, stdout, stderr := testEnv()
-		if code := run(context.Background(), env, []string{c.name, "--help"}); code != 0 {
-			t.Errorf("%s --help: exit %d: %s", c.name, code, stderr)
-		}
-		if !strings.Contains(stdout.String(), "Usage: mediflow "+c.name) || strings.Contains(c.summary, "not built") {
-			t.Errorf("%s --help prints no usage or the command is a placeholder:\n%s", c.name, stdout)
+	var check func(path []string, cmds []*command)
+	check = func(path []string, cmds []*command) {
+		for _, c := range cmds {
+			p := append(append([]string(nil), path...), c.name)
+			name := strings.Join(p, " ")
+			env, stdout, stderr := testEnv()
+			if code := run(context.Background(), env, append(p, "--help")); code != 0 {
+				t.Errorf("%s --help: exit %d: %s", name, code, stderr)
+			}
+			if !strings.Contains(stdout.String(), "Usage: mediflow "+name) || strings.Contains(c.summary, "not built") {
+				t.Errorf("%s --help prints no usage or the command is a placeholder:\n%s", name, stdout)
+			}
+			if c.subs != nil {
+				if len(c.subs) == 0 {
+					t.Errorf("%s is a command group without subcommands", name)
+				}
+				check(p, c.subs)
+			}
 		}
 	}
+	check(nil, commands())
 	env, stdout, _ := testEnv()
 	if code := run(context.Background(), env, []string{"--help"}); code != 0 || !strings.Contains(stdout.String(), "serve") {
 		t.Errorf("mediflow --help: exit %d\n%s", code, stdout)

@@ -26,6 +26,9 @@ type command struct {
 	// flags defines the command's flags on fs and returns a function that runs
 	// the command once fs is parsed; args are the positional arguments.
 	flags func(fs *flag.FlagSet) func(ctx context.Context, env *cliEnv, args []string) error
+	// subs, when set, makes this a group: `mediflow NAME SUB ...` runs a
+	// subcommand and flags is unused.
+	subs []*command
 }
 
 // cliEnv is what a command may touch of the outside world, so tests can run
@@ -45,6 +48,7 @@ func commands() []*command {
 		serveCmd(),
 		demoCmd(),
 		benchCmd(),
+		hl7Cmd(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
@@ -72,14 +76,33 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 		}
 		return 0
 	}
-	for _, c := range commands() {
+	return runCommand(ctx, env, "mediflow", commands(), args)
+}
+
+// runCommand runs args[0] from cmds (prefix is the command path so far, for
+// messages) and returns the exit code.
+func runCommand(ctx context.Context, env *cliEnv, prefix string, cmds []*command, args []string) int {
+	for _, c := range cmds {
 		if c.name != args[0] {
 			continue
 		}
-		fs := flag.NewFlagSet("mediflow "+c.name, flag.ContinueOnError)
+		if c.subs != nil {
+			path := prefix + " " + c.name
+			if len(args) < 2 || args[1] == "-h" || args[1] == "--help" || args[1] == "help" {
+				printGroupHelp(env.stdout, path, c)
+				if len(args) < 2 {
+					return 2
+				}
+				return 0
+			}
+			return runCommand(ctx, env, path, c.subs, args[1:])
+		}
+		c := c
+		full := prefix + " " + c.name
+		fs := flag.NewFlagSet(full, flag.ContinueOnError)
 		fs.SetOutput(env.stderr)
 		runFn := c.flags(fs)
-		fs.Usage = func() { printCmdHelp(env.stdout, c, fs) }
+		fs.Usage = func() { printCmdHelp(env.stdout, full, c, fs) }
 		if err := fs.Parse(args[1:]); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0
@@ -87,7 +110,7 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 			return 2
 		}
 		if err := runFn(ctx, env, fs.Args()); err != nil {
-			fmt.Fprintf(env.stderr, "mediflow %s: %v\n", c.name, err)
+			fmt.Fprintf(env.stderr, "%s: %v\n", full, err)
 			if errors.Is(err, errUsage) {
 				return 2
 			}
@@ -95,8 +118,20 @@ func run(ctx context.Context, env *cliEnv, args []string) int {
 		}
 		return 0
 	}
-	fmt.Fprintf(env.stderr, "mediflow: unknown command %q (run `mediflow --help` for the list)\n", args[0])
+	fmt.Fprintf(env.stderr, "%s: unknown command %q (run `%s --help` for the list)\n", prefix, args[0], prefix)
 	return 2
+}
+
+func printGroupHelp(w io.Writer, path string, c *command) {
+	fmt.Fprintf(w, "%s — %s\n\nUsage: %s COMMAND [flags] [args]\n", path, c.summary, path)
+	if c.long != "" {
+		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.long))
+	}
+	fmt.Fprintln(w, "\nCommands:")
+	for _, s := range c.subs {
+		fmt.Fprintf(w, "  %-9s %s\n", s.name, s.summary)
+	}
+	fmt.Fprintf(w, "\nRun `%s COMMAND --help` for a command's flags.\n", path)
 }
 
 func printTopHelp(w io.Writer) {
@@ -108,8 +143,8 @@ func printTopHelp(w io.Writer) {
 	fmt.Fprintln(w, "\nRun `mediflow COMMAND --help` for a command's flags.")
 }
 
-func printCmdHelp(w io.Writer, c *command, fs *flag.FlagSet) {
-	fmt.Fprintf(w, "mediflow %s — %s\n\nUsage: mediflow %s [flags] %s\n", c.name, c.summary, c.name, c.usage)
+func printCmdHelp(w io.Writer, full string, c *command, fs *flag.FlagSet) {
+	fmt.Fprintf(w, "%s — %s\n\nUsage: %s [flags] %s\n", full, c.summary, full, c.usage)
 	if c.long != "" {
 		fmt.Fprintf(w, "\n%s\n", strings.TrimSpace(c.long))
 	}
