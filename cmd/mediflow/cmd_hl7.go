@@ -7,6 +7,8 @@ func hl7Cmd() *command {
 		name:    "hl7",
 		summary: "HL7 v2 tools: parse, send, listen, messages, replay",
 		long:    `HL7 v2 over MLLP. Each subcommand has its own --help.`,
-		subs:    []*command{},
+		subs: []*command{
+			hl7ParseCmd(),
+		},
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -109,8 +110,9 @@ func NewEnv(ctx context.Context, s Setup) (*Env, error) {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	e.StorePath = filepath.Join(e.dir, "bench.db")
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		if err := os.Remove(e.StorePath + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+	// The SQLite file, its WAL and shared memory, and the search index folder.
+	for _, suffix := range []string{"", "-wal", "-shm", ".index"} {
+		if err := os.RemoveAll(e.StorePath + suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 			e.Close()
 			return nil, fmt.Errorf("bench: removing the previous store: %w", err)
 		}
@@ -230,7 +232,8 @@ func (e *Env) Close() {
 	}
 }
 
-// StoreBytes is the size of the SQLite files (database, WAL, shared memory).
+// StoreBytes is the size of the store on disk: the SQLite files (database,
+// WAL, shared memory) and the search index folder beside them.
 func (e *Env) StoreBytes() int64 {
 	var n int64
 	for _, suffix := range []string{"", "-wal", "-shm"} {
@@ -238,6 +241,14 @@ func (e *Env) StoreBytes() int64 {
 			n += fi.Size()
 		}
 	}
+	_ = filepath.WalkDir(e.StorePath+".index", func(_ string, d fs.DirEntry, err error) error {
+		if err == nil && !d.IsDir() {
+			if fi, err := d.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+		return nil
+	})
 	return n
 }
 

@@ -44,8 +44,10 @@ func SplitName(n string) (name, modifier string) {
 }
 
 // Criterion is a compiled SearchParam: one parameter, with its alternatives
-// (ORed) normalized for comparison with index entries. The SQL store builds
-// its queries from Criterion values, so its results agree with Match.
+// (ORed) normalized for comparison with index entries. Stores evaluate
+// Criterion values (Match on a resource's entries, or MatchString,
+// MatchToken, MatchReference and DateMatches on one indexed entry), so
+// their results agree with Match.
 type Criterion struct {
 	Def      Def
 	Modifier string // "", ModExact, ModContains or ModMissing
@@ -227,30 +229,48 @@ func (c *Criterion) Match(entries []Entry) bool {
 func (c *Criterion) matchOne(e *Entry, a *Alt) bool {
 	switch c.Def.Type {
 	case String:
-		switch c.Modifier {
-		case ModExact:
-			return e.Exact == a.Text
-		case ModContains:
-			return strings.Contains(e.Value, a.Text)
-		}
-		return strings.HasPrefix(e.Value, a.Text)
+		return MatchString(c.Modifier, a, e.Value, e.Exact)
 	case Token:
 		sys, code, _ := strings.Cut(e.Value, "|")
-		switch {
-		case !a.SystemSet:
-			return code == a.Code
-		case a.Code == "":
-			return sys == a.System
-		default:
-			return sys == a.System && code == a.Code
-		}
+		return MatchToken(a, sys, code)
 	case Reference:
 		typ, id, _ := strings.Cut(e.Value, "/")
-		return id == a.RefID && (a.RefType == "" || typ == "" || typ == a.RefType)
+		return MatchReference(a, typ, id)
 	case Date:
 		return DateMatches(a.Prefix, a.Low, a.High, e.Low, e.High)
 	}
 	return false
+}
+
+// MatchString reports whether a string entry (value: its folded text, exact:
+// the text as written) matches alternative a under modifier mod ("",
+// ModExact or ModContains). Stores that index entries in parts use it and
+// the other Match* functions so they agree with Criterion.Match exactly.
+func MatchString(mod string, a *Alt, value, exact string) bool {
+	switch mod {
+	case ModExact:
+		return exact == a.Text
+	case ModContains:
+		return strings.Contains(value, a.Text)
+	}
+	return strings.HasPrefix(value, a.Text)
+}
+
+// MatchToken reports whether a token entry "system|code" matches a.
+func MatchToken(a *Alt, system, code string) bool {
+	switch {
+	case !a.SystemSet:
+		return code == a.Code
+	case a.Code == "":
+		return system == a.System
+	default:
+		return system == a.System && code == a.Code
+	}
+}
+
+// MatchReference reports whether a reference entry "typ/id" matches a.
+func MatchReference(a *Alt, typ, id string) bool {
+	return id == a.RefID && (a.RefType == "" || typ == "" || typ == a.RefType)
 }
 
 // DateMatches applies a FHIR date prefix: the search range [qlo, qhi] against

@@ -14,6 +14,11 @@
 package searchparam
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"math"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -351,4 +356,71 @@ func Names(resourceType string) []string {
 		out[i] = d.Name
 	}
 	return out
+}
+
+// UnixNanos converts t to a sort key in unix nanoseconds, clamping to the
+// int64 range (years before 1678 sort first, after 2261 last).
+func UnixNanos(t time.Time) int64 {
+	switch {
+	case t.Year() < 1678:
+		return math.MinInt64
+	case t.Year() > 2261:
+		return math.MaxInt64
+	}
+	return t.UnixNano()
+}
+
+// extractRules is bumped whenever Extract can return different entries for
+// the same body (a new normalization, a fixed path walk). Definitions are
+// covered by CatalogVersion on their own.
+const extractRules = 1
+
+// CatalogVersion identifies the parameter definitions and the extraction
+// rules: two builds with the same CatalogVersion extract the same entries
+// from the same body. Stores that keep entries derived from bodies (an
+// on-disk search index) rebuild them when it changes.
+func CatalogVersion() string {
+	h := sha256.New()
+	fmt.Fprintf(h, "extract rules %d\n", extractRules)
+	for _, rt := range append(ResourceTypes(), "") {
+		for _, d := range Defs(rt) {
+			fmt.Fprintf(h, "%s\t%s\t%d\t%q\t%q\t%d\n", rt, d.Name, d.Type, d.Paths, d.Targets, d.kind)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16])
+}
+
+// Narrowing says how a reference parameter relates to a broader one on the
+// same elements: every entry of Name is an entry of Broad with the same
+// value whose target type is empty or one of Targets ("patient" narrows
+// "subject" to Patient). An index can keep Broad's postings only and filter.
+type Narrowing struct {
+	Broad   string
+	Targets []string
+}
+
+// NarrowsTo returns the Narrowing of a reference parameter of a resource
+// type, if another reference parameter of the type indexes the same paths
+// without a target restriction.
+func NarrowsTo(resourceType, name string) (Narrowing, bool) {
+	ds, ok := cat.defs[resourceType]
+	if !ok {
+		return Narrowing{}, false
+	}
+	var d *Def
+	for i := range ds {
+		if ds[i].Name == name {
+			d = &ds[i]
+		}
+	}
+	if d == nil || d.Type != Reference || len(d.Targets) == 0 {
+		return Narrowing{}, false
+	}
+	for i := range ds {
+		b := &ds[i]
+		if b.Type == Reference && len(b.Targets) == 0 && b.kind == d.kind && slices.Equal(b.Paths, d.Paths) {
+			return Narrowing{Broad: b.Name, Targets: append([]string(nil), d.Targets...)}, true
+		}
+	}
+	return Narrowing{}, false
 }

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"database/sql"
@@ -8,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
-	"sort"
 	"strings"
 	"time"
 
@@ -16,52 +16,6 @@ import (
 	"github.com/mediflow/mediflow/internal/store"
 	"golang.org/x/sync/errgroup"
 )
-
-// typeState is the in-memory state of one resource type of one practice.
-type typeState struct {
-	cur map[string]*current // guarded by Store.stateMu
-	idx *searchparam.Index  // has its own lock
-}
-
-// current describes the newest version of one resource.
-type current struct {
-	seq     int64
-	version int
-	deleted bool
-	hash    [32]byte
-}
-
-// lookup returns the current version of a resource, or nil.
-func (s *Store) lookup(practice, rt, id string) (current, bool) {
-	s.stateMu.RLock()
-	defer s.stateMu.RUnlock()
-	if ts := s.practices[practice][rt]; ts != nil {
-		if c := ts.cur[id]; c != nil {
-			return *c, true
-		}
-	}
-	return current{}, false
-}
-
-func (s *Store) typeStateLocked(practice, rt string) *typeState {
-	types := s.practices[practice]
-	if types == nil {
-		types = map[string]*typeState{}
-		s.practices[practice] = types
-	}
-	ts := types[rt]
-	if ts == nil {
-		ts = &typeState{cur: map[string]*current{}, idx: searchparam.NewIndex()}
-		types[rt] = ts
-	}
-	return ts
-}
-
-func (s *Store) typeState(practice, rt string) *typeState {
-	s.stateMu.RLock()
-	defer s.stateMu.RUnlock()
-	return s.practices[practice][rt]
-}
 
 const versionCols = `seq, practice, resource_type, id, version, source_version_id, source_last_updated,
 	content_hash, connection, raw_id, stored_at, deleted, body`
@@ -111,14 +65,19 @@ type pending struct {
 	w        store.ResourceWrite
 	hash     [32]byte
 	entries  []searchparam.Entry
-	lu       time.Time
+	lu       int64 // sort key (searchparam.UnixNanos of lastUpdated)
 	res      store.WriteResult
-	prev     current // state before this write
+	prev     curState // state before this write
 	hadPrev  bool
 	prevFrom int // index in the batch of the write that produced prev, -1 if stored
 	storedAt time.Time
+	// hint is the stored state (queued or indexed) before this batch;
+	// hintEntries are its entries when it comes from a queued update.
+	hint        curState
+	hasHint     bool
+	hintEntries []searchparam.Entry
 	// needEntries: the body may change the resource, so it is validated and
-	// extracted before the write lock is taken.
+	// extracted (in parallel, before the outcomes are decided).
 	needEntries bool
 }
 
@@ -176,6 +135,10 @@ func (p *pending) extract() error {
 // Bodies must be JSON resources of the named type; a body whose id differs
 // from the write's ID is rejected. Deleting a resource that does not exist,
 // or is already deleted, is Unchanged.
+//
+// The versions are committed to SQLite, then handed to the indexer (see
+// indexer.go), which updates the search index in the background while the
+// caller goes on; reads wait for it, so they see every write that returned.
 func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.ResourceWrite) ([]store.WriteResult, error) {
 	if err := checkPractice(practice); err != nil {
 		return nil, err
@@ -193,47 +156,69 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		p.prevFrom = -1
 		p.hash = sha256.Sum256(w.Body)
 	}
-	// Bodies identical to the stored version (the common case when a sync
-	// re-reads an overlap window) need no extraction: they were checked when
-	// first stored. The decision below is made again under the write lock;
-	// extract() covers writes that turn out to change something after all.
-	s.stateMu.RLock()
+
+	s.writeMu.Lock()
+	defer s.writeMu.Unlock()
+	if s.closed {
+		return nil, errStoreClosed
+	}
+	if err := s.healIndex(ctx); err != nil {
+		return nil, err
+	}
+	// The stored state of each resource: a queued index update if there is
+	// one, else the index. Bodies identical to the stored version (the
+	// common case when a sync re-reads an overlap window) need no
+	// extraction: they were checked when first stored.
+	s.pruneQueued(s.idx.watermark.Load())
+	cr, err := s.idx.newCurReader()
+	if err != nil {
+		return nil, err
+	}
+	var coll *collection
 	for i := range ps {
 		p := &ps[i]
-		if ts := s.practices[practice][p.w.ResourceType]; ts != nil && !p.w.Deleted {
-			if c := ts.cur[p.w.ID]; c != nil && !c.deleted && c.hash == p.hash {
-				continue
+		if q, ok := s.queued(practice, p.w.ResourceType, p.w.ID); ok {
+			p.hint, p.hasHint, p.hintEntries = q.cur, true, q.entries
+		} else {
+			if coll == nil || coll.rt != p.w.ResourceType {
+				coll = s.idx.coll(practice, p.w.ResourceType)
 			}
+			c, ok, err := cr.get(coll, p.w.ID)
+			if err != nil {
+				cr.close()
+				return nil, err
+			}
+			p.hint, p.hasHint = c, ok
+		}
+		if p.hasHint && !p.w.Deleted && !p.hint.deleted && p.hint.hash == p.hash {
+			continue
 		}
 		p.needEntries = !p.w.Deleted
 	}
-	s.stateMu.RUnlock()
+	cr.close()
 	if err := extractAll(ctx, ps); err != nil {
 		return nil, err
 	}
 
-	s.writeMu.Lock()
-	defer s.writeMu.Unlock()
 	now := s.now().UTC()
 	// Decide outcomes against the stored state and earlier writes of the batch.
 	latest := map[rkey]int{} // last write in the batch per resource
 	seq := s.nextSeq
-	var needOld []int64 // seqs of stored versions whose entries must leave the index
 	for i := range ps {
 		p := &ps[i]
 		k := rkey{p.w.ResourceType, p.w.ID}
-		var prev current
+		var prev curState
 		var has bool
 		if j, ok := latest[k]; ok {
 			q := &ps[j]
 			if q.res.Outcome == store.Unchanged {
 				prev, has, p.prevFrom = q.prev, q.hadPrev, q.prevFrom
 			} else {
-				prev = current{seq: q.res.Seq, version: q.res.Version, deleted: q.w.Deleted, hash: q.hash}
+				prev = curState{seq: q.res.Seq, version: q.res.Version, deleted: q.w.Deleted, hash: q.hash, lu: q.lu}
 				has, p.prevFrom = true, j
 			}
 		} else {
-			prev, has = s.lookup(practice, k.rt, k.id)
+			prev, has = p.hint, p.hasHint
 		}
 		p.prev, p.hadPrev = prev, has
 		latest[k] = i
@@ -254,20 +239,19 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		p.storedAt = now
 		if has {
 			p.res = store.WriteResult{Outcome: store.Updated, Version: prev.version + 1, Seq: seq}
-			if !prev.deleted && p.prevFrom < 0 {
-				needOld = append(needOld, prev.seq)
-			}
 		} else {
 			p.res = store.WriteResult{Outcome: store.Created, Version: 1, Seq: seq}
 		}
 		if !p.w.Deleted {
-			p.entries, p.lu = lastUpdatedOf(p.entries, p.w.SourceLastUpdated, now)
+			var lu time.Time
+			p.entries, lu = lastUpdatedOf(p.entries, p.w.SourceLastUpdated, now)
+			p.lu = searchparam.UnixNanos(lu)
 		}
 	}
 	if seq == s.nextSeq {
 		return results(ps), nil
 	}
-	oldEntries, err := s.storedEntries(ctx, needOld)
+	vs, err := s.indexedVersions(practice, ps)
 	if err != nil {
 		return nil, err
 	}
@@ -275,8 +259,54 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		return nil, err
 	}
 	s.nextSeq = seq
-	s.apply(practice, ps, oldEntries)
+	last := &ps[0]
+	for i := range ps {
+		if ps[i].res.Seq == seq {
+			last = &ps[i]
+		}
+	}
+	s.enqueueIndex(indexJob{vs: vs, tip: tip{seq: seq, hash: last.hash, storedAt: last.storedAt.UnixNano()}})
 	return results(ps), nil
+}
+
+// indexedVersions turns the batch's new versions into index updates, with
+// the entries of the versions they replace.
+func (s *Store) indexedVersions(practice string, ps []pending) ([]indexedVersion, error) {
+	vs := make([]indexedVersion, 0, len(ps))
+	var coll *collection
+	for i := range ps {
+		p := &ps[i]
+		if p.res.Outcome == store.Unchanged {
+			continue
+		}
+		v := indexedVersion{practice: practice, rt: p.w.ResourceType, id: p.w.ID,
+			cur:     curState{seq: p.res.Seq, version: p.res.Version, deleted: p.w.Deleted, hash: p.hash, lu: p.lu},
+			hadPrev: p.hadPrev, prev: p.prev}
+		if !p.w.Deleted {
+			v.entries = p.entries
+		}
+		if p.hadPrev && !p.prev.deleted {
+			if p.prevFrom >= 0 {
+				v.prevEntries = ps[p.prevFrom].entries
+			} else if p.hintEntries != nil {
+				v.prevEntries = p.hintEntries
+			} else {
+				if coll == nil || coll.rt != p.w.ResourceType {
+					coll = s.idx.coll(practice, p.w.ResourceType)
+				}
+				if coll == nil {
+					return nil, fmt.Errorf("sqlite: search index has no collection for a stored %s", p.w.ResourceType)
+				}
+				es, err := s.idx.storedEntries(coll, p.prev.lu, p.w.ID)
+				if err != nil {
+					return nil, err
+				}
+				v.prevEntries = es
+			}
+		}
+		vs = append(vs, v)
+	}
+	return vs, nil
 }
 
 func results(ps []pending) []store.WriteResult {
@@ -285,47 +315,6 @@ func results(ps []pending) []store.WriteResult {
 		out[i] = ps[i].res
 	}
 	return out
-}
-
-// storedEntries re-extracts the index entries of stored versions (by seq).
-func (s *Store) storedEntries(ctx context.Context, seqs []int64) (map[int64][]searchparam.Entry, error) {
-	out := make(map[int64][]searchparam.Entry, len(seqs))
-	for len(seqs) > 0 {
-		n := min(len(seqs), 500)
-		chunk := seqs[:n]
-		seqs = seqs[n:]
-		args := make([]any, len(chunk))
-		for i, v := range chunk {
-			args[i] = v
-		}
-		rows, err := s.r.QueryContext(ctx, `SELECT seq, resource_type, source_last_updated, stored_at, body FROM resource_versions WHERE seq IN (`+placeholders(n)+`)`, args...)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: read previous versions: %w", err)
-		}
-		for rows.Next() {
-			var seq int64
-			var rt string
-			var slu, stored sql.NullInt64
-			var body []byte
-			if err := rows.Scan(&seq, &rt, &slu, &stored, &body); err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("sqlite: read previous versions: %w", err)
-			}
-			es, err := searchparam.Extract(rt, body)
-			if err != nil {
-				rows.Close()
-				return nil, fmt.Errorf("sqlite: previous version %d: %w", seq, err)
-			}
-			es, _ = lastUpdatedOf(es, fromNanos(slu), fromNanos(stored))
-			out[seq] = es
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: read previous versions: %w", err)
-		}
-	}
-	return out, nil
 }
 
 func placeholders(n int) string {
@@ -406,136 +395,82 @@ func (s *Store) insertVersions(ctx context.Context, practice string, ps []pendin
 	return nil
 }
 
-// apply moves committed writes into the in-memory state and index.
-func (s *Store) apply(practice string, ps []pending, stored map[int64][]searchparam.Entry) {
-	type idxOp struct {
-		ts       *typeState
-		p        *pending
-		old      []searchparam.Entry
-		hadIndex bool
+// catchUpChunk is how many versions catchUp reads and indexes per batch.
+const catchUpChunk = 2000
+
+// syncIndex makes the index match resource_versions: an index whose
+// watermark names a version this database does not have (another database's
+// index, or one that survived its database's lost tail) is rebuilt, and one
+// that is behind catches up. Called by Open, before the store is shared.
+func (s *Store) syncIndex(ctx context.Context) error {
+	raw, err := s.idx.getMeta([]byte{tagMeta, metaWatermark})
+	if err != nil {
+		return err
 	}
-	ops := make([]idxOp, 0, len(ps))
-	s.stateMu.Lock()
-	for i := range ps {
-		p := &ps[i]
-		if p.res.Outcome == store.Unchanged {
-			continue
-		}
-		ts := s.typeStateLocked(practice, p.w.ResourceType)
-		c := ts.cur[p.w.ID]
-		if c == nil {
-			c = &current{}
-			ts.cur[strings.Clone(p.w.ID)] = c // the caller's string may pin a large buffer
-		}
-		*c = current{seq: p.res.Seq, version: p.res.Version, deleted: p.w.Deleted, hash: p.hash}
-		op := idxOp{ts: ts, p: p, hadIndex: p.hadPrev && !p.prev.deleted}
-		if op.hadIndex {
-			if p.prevFrom >= 0 {
-				op.old = ps[p.prevFrom].entries
-			} else {
-				op.old = stored[p.prev.seq]
+	if raw != nil {
+		t, ok := decodeTip(raw)
+		match := false
+		if ok {
+			var hash []byte
+			var stored int64
+			err := s.r.QueryRowContext(ctx, `SELECT content_hash, stored_at FROM resource_versions WHERE seq = ?`, t.seq).Scan(&hash, &stored)
+			switch {
+			case errors.Is(err, sql.ErrNoRows):
+			case err != nil:
+				return fmt.Errorf("sqlite: check search index: %w", err)
+			default:
+				match = bytes.Equal(hash, t.hash[:]) && stored == t.storedAt
 			}
 		}
-		ops = append(ops, op)
-	}
-	s.stateMu.Unlock()
-	for _, op := range ops {
-		if op.p.w.Deleted {
-			if op.hadIndex {
-				op.ts.idx.Remove(op.p.w.ID, op.old)
+		if !match {
+			s.log.Warn("search index does not belong to this database: rebuilding", "dir", s.idx.dir)
+			if err := s.idx.wipe([]byte(indexFormat + " " + searchparam.CatalogVersion())); err != nil {
+				return err
 			}
-			continue
 		}
-		op.ts.idx.Put(op.p.w.ID, op.p.lu, op.old, op.p.entries)
 	}
+	return s.catchUp(ctx)
 }
 
-// load rebuilds the in-memory state from resource_versions.
-func (s *Store) load(ctx context.Context) (int, error) {
-	var maxSeq sql.NullInt64
-	if err := s.w.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'resource_versions'`).Scan(&maxSeq); err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return 0, fmt.Errorf("sqlite: read sequence: %w", err)
-	}
-	s.nextSeq = maxSeq.Int64
-	rows, err := s.r.QueryContext(ctx, `SELECT seq, practice, resource_type, id, version, deleted, content_hash FROM resource_versions ORDER BY seq`)
-	if err != nil {
-		return 0, fmt.Errorf("sqlite: load resources: %w", err)
-	}
-	type live struct {
-		ts *typeState
-		id string
-	}
-	s.stateMu.Lock()
-	for rows.Next() {
-		var c current
-		var practice, rt, id string
-		var deleted int
-		var hash []byte
-		if err := rows.Scan(&c.seq, &practice, &rt, &id, &c.version, &deleted, &hash); err != nil {
-			rows.Close()
-			s.stateMu.Unlock()
-			return 0, fmt.Errorf("sqlite: load resources: %w", err)
-		}
-		c.deleted = deleted != 0
-		copy(c.hash[:], hash)
-		ts := s.typeStateLocked(practice, rt)
-		cc := c
-		ts.cur[id] = &cc
-		if c.seq > s.nextSeq {
-			s.nextSeq = c.seq
-		}
-	}
-	err = rows.Err()
-	rows.Close()
-	if err != nil {
-		s.stateMu.Unlock()
-		return 0, fmt.Errorf("sqlite: load resources: %w", err)
-	}
-	bySeq := map[int64]live{}
-	var seqs []int64
-	for _, types := range s.practices {
-		for _, ts := range types {
-			for id, c := range ts.cur {
-				if !c.deleted {
-					bySeq[c.seq] = live{ts, id}
-					seqs = append(seqs, c.seq)
-				}
-			}
-		}
-	}
-	s.stateMu.Unlock()
-	sort.Slice(seqs, func(i, j int) bool { return seqs[i] < seqs[j] })
-	for start := 0; start < len(seqs); start += 500 {
-		chunk := seqs[start:min(start+500, len(seqs))]
-		args := make([]any, len(chunk))
-		for i, v := range chunk {
-			args[i] = v
-		}
-		rows, err := s.r.QueryContext(ctx, `SELECT seq, resource_type, source_last_updated, stored_at, body FROM resource_versions WHERE seq IN (`+placeholders(len(chunk))+`)`, args...)
+// catchUp indexes every version after the index's watermark, in seq order
+// and in chunks, each chunk one atomic index batch. Callers hold writeMu
+// (or are Open).
+func (s *Store) catchUp(ctx context.Context) error {
+	start, from := time.Now(), s.idx.watermark.Load()
+	n := 0
+	for {
+		rows, err := s.r.QueryContext(ctx, `SELECT seq, practice, resource_type, id, version, deleted, content_hash,
+			source_last_updated, stored_at, body FROM resource_versions WHERE seq > ? ORDER BY seq LIMIT ?`, s.idx.watermark.Load(), catchUpChunk)
 		if err != nil {
-			return 0, fmt.Errorf("sqlite: load index: %w", err)
+			return fmt.Errorf("sqlite: index catch-up: %w", err)
 		}
-		type loaded struct {
-			seq         int64
-			rt          string
+		type row struct {
+			v           indexedVersion
 			slu, stored sql.NullInt64
 			body        []byte
-			es          []searchparam.Entry
-			lu          time.Time
 		}
-		var batch []loaded
+		var batch []row
+		var last tip
 		for rows.Next() {
-			var l loaded
-			if err := rows.Scan(&l.seq, &l.rt, &l.slu, &l.stored, &l.body); err != nil {
+			var r row
+			var deleted int
+			var hash []byte
+			if err := rows.Scan(&r.v.cur.seq, &r.v.practice, &r.v.rt, &r.v.id, &r.v.cur.version, &deleted, &hash, &r.slu, &r.stored, &r.body); err != nil {
 				rows.Close()
-				return 0, fmt.Errorf("sqlite: load index: %w", err)
+				return fmt.Errorf("sqlite: index catch-up: %w", err)
 			}
-			batch = append(batch, l)
+			r.v.cur.deleted = deleted != 0
+			copy(r.v.cur.hash[:], hash)
+			last = tip{seq: r.v.cur.seq, hash: r.v.cur.hash, storedAt: r.stored.Int64}
+			batch = append(batch, r)
 		}
 		err = rows.Err()
 		rows.Close()
 		if err != nil {
-			return 0, fmt.Errorf("sqlite: load index: %w", err)
+			return fmt.Errorf("sqlite: index catch-up: %w", err)
+		}
+		if len(batch) == 0 {
+			break
 		}
 		// Extraction dominates: spread it over the cores.
 		g, _ := errgroup.WithContext(ctx)
@@ -544,26 +479,62 @@ func (s *Store) load(ctx context.Context) (int, error) {
 			part := batch[i:min(i+64, len(batch))]
 			g.Go(func() error {
 				for k := range part {
-					l := &part[k]
-					es, err := searchparam.Extract(l.rt, l.body)
-					if err != nil {
-						return fmt.Errorf("sqlite: load index: version %d: %w", l.seq, err)
+					r := &part[k]
+					if r.v.cur.deleted {
+						continue
 					}
-					l.es, l.lu = lastUpdatedOf(es, fromNanos(l.slu), fromNanos(l.stored))
-					l.body = nil
+					es, err := searchparam.Extract(r.v.rt, r.body)
+					if err != nil {
+						// Accepted when written, so the extraction rules
+						// changed; keep the resource findable by id and date.
+						s.log.Warn("stored version no longer extracts; indexed without its search values", "seq", r.v.cur.seq, "type", r.v.rt)
+						es = []searchparam.Entry{{Name: "_id", Type: searchparam.Token, Value: "|" + r.v.id}}
+					}
+					var lu time.Time
+					r.v.entries, lu = lastUpdatedOf(es, fromNanos(r.slu), fromNanos(r.stored))
+					r.v.cur.lu = searchparam.UnixNanos(lu)
+					r.body = nil
 				}
 				return nil
 			})
 		}
 		if err := g.Wait(); err != nil {
-			return 0, err
+			return err
 		}
-		for k := range batch {
-			l := bySeq[batch[k].seq]
-			l.ts.idx.Put(l.id, batch[k].lu, nil, batch[k].es)
+		// Previous versions: from this chunk, else from the index.
+		vs := make([]indexedVersion, len(batch))
+		latest := map[[3]string]int{}
+		for i := range batch {
+			v := batch[i].v
+			k := [3]string{v.practice, v.rt, v.id}
+			if j, ok := latest[k]; ok {
+				v.hadPrev, v.prev = true, vs[j].cur
+				v.prevEntries = vs[j].entries
+			} else {
+				coll := s.idx.coll(v.practice, v.rt)
+				prev, ok, err := s.idx.current(coll, v.id)
+				if err != nil {
+					return err
+				}
+				v.hadPrev, v.prev = ok, prev
+				if ok && !prev.deleted {
+					if v.prevEntries, err = s.idx.storedEntries(coll, prev.lu, v.id); err != nil {
+						return err
+					}
+				}
+			}
+			latest[k] = i
+			vs[i] = v
 		}
+		if err := s.idx.apply(vs, last); err != nil {
+			return err
+		}
+		n += len(batch)
 	}
-	return len(seqs), nil
+	if n > 0 {
+		s.log.Info("search index caught up", "versions", n, "from_seq", from, "ms", time.Since(start).Milliseconds())
+	}
+	return nil
 }
 
 // GetResource returns the current version (which may be a deletion, with
@@ -572,7 +543,15 @@ func (s *Store) GetResource(ctx context.Context, practice, resourceType, id stri
 	if err := checkPractice(practice); err != nil {
 		return store.Resource{}, err
 	}
-	c, ok := s.lookup(practice, resourceType, id)
+	done, err := s.readIndex()
+	if err != nil {
+		return store.Resource{}, err
+	}
+	c, ok, err := s.current(practice, resourceType, id)
+	done()
+	if err != nil {
+		return store.Resource{}, err
+	}
 	if !ok {
 		return store.Resource{}, notFound("sqlite: %s/%s", resourceType, id)
 	}
@@ -607,7 +586,15 @@ func (s *Store) GetResourceVersion(ctx context.Context, practice, resourceType, 
 	if err := checkPractice(practice); err != nil {
 		return store.Resource{}, err
 	}
-	c, ok := s.lookup(practice, resourceType, id)
+	done, err := s.readIndex()
+	if err != nil {
+		return store.Resource{}, err
+	}
+	c, ok, err := s.current(practice, resourceType, id)
+	done()
+	if err != nil {
+		return store.Resource{}, err
+	}
 	if !ok || version < 1 || version > c.version {
 		return store.Resource{}, notFound("sqlite: %s/%s version %d", resourceType, id, version)
 	}
@@ -627,7 +614,15 @@ func (s *Store) History(ctx context.Context, practice, resourceType, id string) 
 	if err := checkPractice(practice); err != nil {
 		return nil, err
 	}
-	c, ok := s.lookup(practice, resourceType, id)
+	done, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	c, ok, err := s.current(practice, resourceType, id)
+	done()
+	if err != nil {
+		return nil, err
+	}
 	if !ok {
 		return nil, notFound("sqlite: %s/%s", resourceType, id)
 	}
@@ -686,12 +681,18 @@ func (s *Store) CountResources(ctx context.Context, practice string) (map[string
 	if err := checkPractice(practice); err != nil {
 		return nil, err
 	}
-	s.stateMu.RLock()
-	defer s.stateMu.RUnlock()
+	done, err := s.readIndex()
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if err := s.waitIndexed(ctx); err != nil {
+		return nil, err
+	}
 	out := map[string]int{}
-	for rt, ts := range s.practices[practice] {
-		if n := ts.idx.Len(); n > 0 {
-			out[rt] = n
+	for _, c := range s.idx.collections(practice) {
+		if n := c.live.Load(); n > 0 {
+			out[c.rt] = int(n)
 		}
 	}
 	return out, nil

@@ -25,8 +25,9 @@ type pageToken struct {
 	Query string `json:"q"` // fingerprint of the search it belongs to
 }
 
-// fingerprint identifies a search (practice, type and criteria) so a page
-// token cannot continue a different one.
+// fingerprint identifies a search (practice, type and criteria): its first
+// 16 hex digits go into page tokens, so a token cannot continue a different
+// search; all of it keys the index's plan cache.
 func fingerprint(practice string, q store.Query) string {
 	h := sha256.New()
 	b, _ := json.Marshal(struct {
@@ -35,11 +36,11 @@ func fingerprint(practice string, q store.Query) string {
 		Ps []store.SearchParam
 	}{practice, q.ResourceType, q.Params})
 	h.Write(b)
-	return hex.EncodeToString(h.Sum(nil)[:8])
+	return hex.EncodeToString(h.Sum(nil))
 }
 
-// Search runs q in the practice's search index and reads the page's current
-// versions. Results are ordered by lastUpdated, then id. Count 0 means 20
+// Search runs q in the practice's search index and reads the page's
+// versions (the current ones as of the index lookup). Results are ordered by lastUpdated, then id. Count 0 means 20
 // (at most 1000); a negative Count returns only Total. Invalid parameters
 // return a *searchparam.Error.
 func (s *Store) Search(ctx context.Context, practice string, q store.Query) (store.SearchPage, error) {
@@ -57,8 +58,9 @@ func (s *Store) Search(ctx context.Context, practice string, q store.Query) (sto
 		}
 		cs = append(cs, c)
 	}
-	fp := fingerprint(practice, q)
-	var after *searchparam.Position
+	key := fingerprint(practice, q)
+	fp := key[:16]
+	var after *position
 	if q.After != "" {
 		raw, err := base64.RawURLEncoding.DecodeString(q.After)
 		var tok pageToken
@@ -68,7 +70,7 @@ func (s *Store) Search(ctx context.Context, practice string, q store.Query) (sto
 		if err != nil || tok.Query != fp {
 			return store.SearchPage{}, ErrBadPageToken
 		}
-		after = &searchparam.Position{LastUpdated: tok.LU, ID: tok.ID}
+		after = &position{lu: tok.LU, id: tok.ID}
 	}
 	count := q.Count
 	switch {
@@ -79,38 +81,44 @@ func (s *Store) Search(ctx context.Context, practice string, q store.Query) (sto
 	case count > 1000:
 		count = 1000
 	}
-	ts := s.typeState(practice, q.ResourceType)
-	if ts == nil {
+	done, err := s.readIndex()
+	if err != nil {
+		return store.SearchPage{}, err
+	}
+	if err := s.waitIndexed(ctx); err != nil {
+		done()
+		return store.SearchPage{}, err
+	}
+	coll := s.idx.coll(practice, q.ResourceType)
+	if coll == nil {
+		done()
 		return store.SearchPage{Resources: []store.Resource{}}, nil
 	}
-	hits, total, more := ts.idx.Search(cs, after, count)
+	hits, total, more, err := s.idx.search(coll, cs, key, after, count)
+	done()
+	if err != nil {
+		return store.SearchPage{}, err
+	}
 	page := store.SearchPage{Total: total, Resources: make([]store.Resource, 0, len(hits))}
 	if len(hits) == 0 {
 		return page, nil
 	}
-	seqs := make([]int64, 0, len(hits))
-	ids := make([]string, 0, len(hits))
-	s.stateMu.RLock()
-	for _, h := range hits {
-		if c := ts.cur[h.ID]; c != nil && !c.deleted {
-			seqs = append(seqs, c.seq)
-			ids = append(ids, h.ID)
-		}
+	seqs := make([]int64, len(hits))
+	for i, h := range hits {
+		seqs[i] = h.seq
 	}
-	s.stateMu.RUnlock()
 	rs, err := s.readVersions(ctx, practice, seqs)
 	if err != nil {
 		return store.SearchPage{}, err
 	}
-	// A resource deleted between the index lookup and the read is left out.
 	for i := range rs {
-		if r := &rs[i]; r.Seq != 0 && r.ID == ids[i] && r.ResourceType == q.ResourceType {
+		if r := &rs[i]; r.Seq != 0 && r.ID == hits[i].id && r.ResourceType == q.ResourceType {
 			page.Resources = append(page.Resources, *r)
 		}
 	}
 	if more {
 		last := hits[len(hits)-1]
-		b, _ := json.Marshal(pageToken{LU: last.LastUpdated, ID: last.ID, Query: fp})
+		b, _ := json.Marshal(pageToken{LU: last.lu, ID: last.id, Query: fp})
 		page.Next = base64.RawURLEncoding.EncodeToString(b)
 	}
 	return page, nil

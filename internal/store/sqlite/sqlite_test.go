@@ -70,8 +70,8 @@ func TestMigrationsRecorded(t *testing.T) {
 	}
 }
 
-// TestReopenRebuildsState: everything in memory (current versions, hashes,
-// search index, sequence) must come back from the file.
+// TestReopenRebuildsState: everything derived (current versions, hashes,
+// search index, sequence) must be there again after a reopen.
 func TestReopenRebuildsState(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTemp(t)
@@ -373,7 +373,7 @@ func BenchmarkSearch(b *testing.B) {
 	var after runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&after)
-	b.Logf("loaded %d resources in %v (%.0f/s); in-memory state %.0f bytes/resource", total, load, total/load.Seconds(), float64(after.HeapAlloc-before.HeapAlloc)/total)
+	b.Logf("loaded %d resources in %v (%.0f/s); Go heap growth %.0f bytes/resource", total, load, total/load.Seconds(), float64(after.HeapAlloc-before.HeapAlloc)/total)
 	queries := map[string][]store.SearchParam{
 		"all-patients":     nil,
 		"family":           {{Name: "family", Values: []string{"kowal"}}},

@@ -1,32 +1,51 @@
 // Package sqlite is mediflow's embedded store: store.Store on one SQLite file
-// (pure Go, modernc.org/sqlite).
+// (pure Go, modernc.org/sqlite) and, next to it, a search index in a Pebble
+// LSM tree (the folder <file>.index).
 //
 // Design, driven by the sync throughput target (tens of thousands of
-// resources per second on two cores):
-//   - SQLite is written append-only. Every resource version is one row of
-//     resource_versions, whose seq is also the change-feed position, so a
-//     write batch is one transaction of sequential inserts. No table is
-//     keyed by resource id or by search value: random-key B-tree inserts
-//     cost 15-40 µs per row here (page write amplification in the WAL),
-//     which would cap sync far below the target.
-//   - The current version of every resource (id -> seq, version, content
-//     hash) and the search index live in memory (searchparam.Index) and are
-//     rebuilt from resource_versions when the store opens. Search, GetResource
-//     and hash comparison are memory lookups followed by point reads by seq.
+// resources per second on two cores) and by memory that must not grow with
+// the number of resources stored:
+//   - SQLite is written append-only and is the source of truth. Every
+//     resource version is one row of resource_versions, whose seq is also
+//     the change-feed position, so a write batch is one transaction of
+//     sequential inserts. No SQLite table is keyed by resource id or by
+//     search value: random-key B-tree inserts cost 15-40 µs per row here
+//     (page write amplification in the WAL), which would cap sync far below
+//     the target.
+//   - The current version of every resource (id -> seq, version, deleted,
+//     content hash, lastUpdated), the (lastUpdated, id) order with each
+//     resource's search entries, and the postings of every search parameter
+//     live in the index (index.go). It is derived data: it records the seq
+//     it is complete up to in the same atomic batch as the data, catches up
+//     from resource_versions when it is behind (after a crash, a failed
+//     update, or a missing folder) and is rebuilt when it belongs to another
+//     database or an older format. An LSM tree turns the index's random
+//     keys into sequential writes; batches are applied in key order.
+//   - Memory is bounded, whatever the store holds: Pebble's block cache and
+//     memtables (Options.IndexCacheMB, IndexMemTableMB: 64 MiB by default),
+//     the version cache (BodyCacheMB), SQLite's page caches (CacheMB per
+//     connection), a plan cache of at most 1,024 searches, and per
+//     collection (practice and type) and parameter name a few counters. No
+//     map or slice grows with the number of resources; a search holds at
+//     most a page plus a bounded candidate set (indexsearch.go).
 //   - Writes go through one writer connection under a mutex, so they never
 //     meet SQLITE_BUSY; reads use a separate pool of read-only connections.
-//     WAL journal, synchronous=NORMAL, busy_timeout, foreign keys on.
-//   - Versions read by Search and GetResource are kept in a bounded
-//     in-memory cache keyed by seq (Options.BodyCacheMB, default 64 MiB).
-//     A version row never changes, so the cache needs no invalidation;
-//     a search page of cached resources costs no SQLite read.
+//     WAL journal, synchronous=NORMAL, busy_timeout, foreign keys on. After
+//     the SQLite commit a batch goes to the indexer goroutine (indexer.go),
+//     so a writer's next batch overlaps the index update of the previous
+//     one; reads wait for it, so they see every write that returned.
+//   - Searches are answered by the index (indexsearch.go) with exactly
+//     searchparam.Match's semantics, in (lastUpdated, id) order with keyset
+//     pages; a search's plan and total are cached until its collection
+//     changes. Bodies come from the version cache (keyed by seq: a version
+//     never changes, so it needs no invalidation) or SQLite.
 //   - A background goroutine (owned by the Store, stopped by Close) copies
 //     the WAL into the database file with PASSIVE checkpoints, so commits do
-//     not pay for it; Close leaves an empty WAL.
+//     not pay for it; Close leaves an empty WAL and a flushed index.
 //
-// The cost is memory proportional to the number of resources (roughly a few
-// hundred bytes each) and an index rebuild on open (about 10-15 µs per
-// resource). Both are measured in the package benchmarks.
+// Opening a store reads only the index's metadata (milliseconds); a missing
+// or foreign index is rebuilt from resource_versions (about 3 s per 100,000
+// versions on two cores).
 package sqlite
 
 import (
@@ -41,6 +60,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/store"
@@ -66,6 +86,11 @@ type Options struct {
 	// 0: 64, negative: no cache. Versions are immutable, so the cache never
 	// serves stale data; it only saves SQLite reads of hot resources.
 	BodyCacheMB int
+	// IndexCacheMB is the search index's block cache (Pebble), in MiB; 0: 32.
+	IndexCacheMB int
+	// IndexMemTableMB is the size of one of the search index's memtables
+	// (Pebble; at most two exist at once), in MiB; 0: 16.
+	IndexMemTableMB int
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -76,12 +101,24 @@ type Store struct {
 	r   *sql.DB // read-only pool
 
 	// writeMu serializes resource writes: outcome decisions, seq allocation,
-	// the transaction and the memory update happen as one step.
+	// the transaction and the index update happen as one step.
 	writeMu sync.Mutex
 	nextSeq int64 // guarded by writeMu
+	closed  bool  // guarded by writeMu
 
-	stateMu   sync.RWMutex
-	practices map[string]map[string]*typeState // practice -> resource type; guarded by stateMu
+	// idx holds the current version of every resource and the search
+	// index, on disk next to the database (see index.go); queue feeds it
+	// (see indexer.go).
+	idx   *index
+	queue indexState
+	// readMu lets Close wait for reads of the index in progress; readers
+	// hold it shared (see readIndex).
+	readMu     sync.RWMutex
+	readClosed bool // guarded by readMu
+	// beforeIndex, when set (tests only), runs before the indexer applies
+	// a batch; an error skips the update, as a crash between the SQLite
+	// commit and the index commit would.
+	beforeIndex atomic.Pointer[func() error]
 
 	cache *versionCache // recently read versions by seq; nil: disabled
 
@@ -123,6 +160,12 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	if opts.BodyCacheMB == 0 {
 		opts.BodyCacheMB = 64
 	}
+	if opts.IndexCacheMB <= 0 {
+		opts.IndexCacheMB = 32
+	}
+	if opts.IndexMemTableMB <= 0 {
+		opts.IndexMemTableMB = 16
+	}
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"+
 		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-%d)", opts.CacheMB*1024)
 	w, err := sql.Open("sqlite", path+"?"+pragmas+"&_txlock=immediate")
@@ -157,17 +200,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	ckpt.SetConnMaxIdleTime(0)
 	ckpt.SetConnMaxLifetime(0)
 	s := &Store{
-		ckpt:      ckpt,
-		ckptKick:  make(chan struct{}, 1),
-		ckptDone:  make(chan struct{}),
-		log:       opts.Logger,
-		now:       opts.Now,
-		w:         w,
-		r:         r,
-		practices: map[string]map[string]*typeState{},
-		stmts:     map[string]*sql.Stmt{},
-		rstmts:    map[string]*sql.Stmt{},
-		cache:     newVersionCache(int64(opts.BodyCacheMB) << 20),
+		ckpt:     ckpt,
+		ckptKick: make(chan struct{}, 1),
+		ckptDone: make(chan struct{}),
+		log:      opts.Logger,
+		now:      opts.Now,
+		w:        w,
+		r:        r,
+		stmts:    map[string]*sql.Stmt{},
+		rstmts:   map[string]*sql.Stmt{},
+		cache:    newVersionCache(int64(opts.BodyCacheMB) << 20),
 	}
 	ckptCtx, stop := context.WithCancel(context.Background())
 	s.ckptStop = stop
@@ -182,12 +224,26 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, err
 	}
 	start := time.Now()
-	n, err := s.load(ctx)
-	if err != nil {
+	var maxSeq sql.NullInt64
+	if err := s.w.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'resource_versions'`).Scan(&maxSeq); err != nil && !errors.Is(err, sql.ErrNoRows) {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: read sequence: %w", err)
+	}
+	s.nextSeq = maxSeq.Int64
+	if s.idx, err = openIndex(IndexDir(path), indexOptions{CacheMB: opts.IndexCacheMB, MemTableMB: opts.IndexMemTableMB}, s.log); err != nil {
 		s.Close()
 		return nil, err
 	}
-	s.log.Info("store opened", "path", path, "resources", n, "load_ms", time.Since(start).Milliseconds())
+	if err := s.syncIndex(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	s.startIndexer()
+	var n int64
+	for _, c := range s.idx.colls {
+		n += c.live.Load()
+	}
+	s.log.Info("store opened", "path", path, "resources", n, "open_ms", time.Since(start).Milliseconds())
 	return s, nil
 }
 
@@ -209,7 +265,18 @@ func (s *Store) Close() error {
 		}
 		// A final checkpoint folds the WAL into the database file.
 		_, ckErr := s.w.Exec(`PRAGMA wal_checkpoint(TRUNCATE)`)
-		s.closeErr = errors.Join(ckErr, s.r.Close(), s.ckpt.Close(), s.w.Close())
+		var idxErr error
+		if s.idx != nil {
+			s.readMu.Lock() // no read of the index in progress; later ones fail
+			s.readClosed = true
+			s.writeMu.Lock() // no write in progress; later ones fail
+			s.stopIndexer()  // the queued batches are applied first
+			s.closed = true
+			idxErr = s.idx.close()
+			s.writeMu.Unlock()
+			s.readMu.Unlock()
+		}
+		s.closeErr = errors.Join(ckErr, idxErr, s.r.Close(), s.ckpt.Close(), s.w.Close())
 	})
 	return s.closeErr
 }

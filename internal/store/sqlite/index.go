@@ -1,0 +1,1083 @@
+package sqlite
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
+
+	"github.com/mediflow/mediflow/internal/fhir/searchparam"
+)
+
+// index is the store's derived state: the current version of every resource
+// and the search index, in a Pebble LSM tree in its own folder next to the
+// SQLite file. SQLite's resource_versions stays the source of truth; the
+// index records the seq it is complete up to (its watermark) in the same
+// atomic batch as the data, so after a crash it catches up from
+// resource_versions, and a folder that does not belong to the database is
+// rebuilt. Nothing in it is kept in Go memory per resource: Pebble's block
+// cache and memtables are bounded by Options, and what the index keeps in
+// memory is per collection (practice and resource type) and per parameter
+// name.
+//
+// Key layout (integers big-endian, int64s with the sign bit flipped so they
+// sort as bytes, strings escaped by appendEsc so they sort as bytes and end
+// with a terminator):
+//
+//	cur      0x01 coll:4 id                         -> seq, version, flags, hash, lu
+//	order    0x02 coll:4 lu:8 id                    -> seq, entries
+//	posting  0x03 coll:4 name:2 value lu:8 id [sub] -> seq
+//	meta     0x00 ...
+//
+// coll numbers a (practice, resource type); name numbers a parameter name;
+// lu is the resource's sort key (meta.lastUpdated in clamped unix
+// nanoseconds). An order key per live resource gives the (lastUpdated, id)
+// order every search returns; its value holds the resource's search entries,
+// so any criterion can be checked with searchparam's own matching without
+// reading the body. Posting values per entry type:
+//
+//	string     folded-value exact-text lu id
+//	token      code lu id system
+//	reference  target-id lu id target-type
+//	date       low:12 high:12 lu id          (unix seconds:8, nanoseconds:4)
+//
+// Token and reference postings of one value are therefore in (lastUpdated,
+// id) order, so a search on them pages without sorting. _id is answered from
+// the cur table and _lastUpdated from the order table; neither has postings.
+// A reference parameter that only narrows another on the same elements
+// ("patient" is "subject" restricted to Patient) shares its postings, and
+// filters them by target type.
+//
+// A write batch becomes one Pebble batch whose operations are applied in key
+// order (about twice as fast for Pebble's memtable as scattered keys). Pebble
+// runs without its own WAL: the SQLite commit comes first, and what a crash
+// takes from the memtables is caught up from resource_versions on open.
+type index struct {
+	db  *pebble.DB
+	dir string
+	log *slog.Logger
+
+	mu       sync.RWMutex
+	colls    map[collName]*collection // guarded by mu
+	nextColl uint32                   // writer only
+
+	dict          atomic.Pointer[nameDict]
+	dictPersisted int // names [0, dictPersisted) are on disk; writer only
+
+	scratch ops // apply's buffers, reused; writer only
+
+	watermark atomic.Int64  // every version with seq <= watermark is indexed
+	commits   atomic.Uint64 // batches committed, so a writer can tell its reads are still current
+
+	plans  planCache
+	limits // the search planner's bounds
+}
+
+type collName struct{ practice, rt string }
+
+// collection is the in-memory part of one (practice, resource type): a few
+// counters, whatever the number of resources.
+type collection struct {
+	id       uint32
+	practice string
+	rt       string
+
+	persisted bool // its meta key is on disk; writer only
+
+	live atomic.Int64  // current, non-deleted resources
+	gen  atomic.Uint64 // bumped after every committed batch that changed it
+
+	statMu sync.RWMutex
+	stats  map[uint16]*dateStat // per date parameter; guarded by statMu
+
+	// narrow lists the reference parameters whose postings are those of a
+	// broader parameter on the same elements (searchparam.NarrowsTo): only
+	// the broader one is posted. Immutable.
+	narrow map[string]searchparam.Narrowing
+}
+
+func newCollection(id uint32, practice, rt string) *collection {
+	c := &collection{id: id, practice: practice, rt: rt, stats: map[uint16]*dateStat{}, narrow: map[string]searchparam.Narrowing{}}
+	for _, name := range searchparam.Names(rt) {
+		if n, ok := searchparam.NarrowsTo(rt, name); ok {
+			c.narrow[name] = n
+		}
+	}
+	return c
+}
+
+// posted reports whether an entry has postings of its own: _id and
+// _lastUpdated are answered from the cur and order tables, and a narrowing
+// reference parameter from its broader parameter's postings.
+func (c *collection) posted(e *searchparam.Entry) bool {
+	if e.Name == "_id" || e.Name == "_lastUpdated" {
+		return false
+	}
+	if e.Type == searchparam.Reference {
+		_, narrow := c.narrow[e.Name]
+		return !narrow
+	}
+	return true
+}
+
+// dateStat bounds the date ranges of one parameter of one collection, so a
+// date search can limit its scan of postings sorted by range start. Both
+// only ever grow: a stale (smaller) value is never persisted ahead of data.
+type dateStat struct {
+	width    int64 // widest high-low, in whole seconds, rounded up
+	inverted bool  // some range has low > high (a malformed source)
+	dirty    bool  // changed since last persisted; writer only
+}
+
+// nameDict maps parameter names to the 2-byte numbers used in keys. It is
+// copied on change (new names are rare) and read without locks.
+type nameDict struct {
+	names []string
+	ids   map[string]uint16
+}
+
+// Key tags.
+const (
+	tagMeta    byte = 0x00
+	tagCur     byte = 0x01
+	tagOrder   byte = 0x02
+	tagPosting byte = 0x03
+	tagEnd     byte = 0x04
+)
+
+// Meta keys (after tagMeta).
+const (
+	metaFormat    = 'f' // format: indexFormat + searchparam.CatalogVersion()
+	metaWatermark = 'w' // seq:8, content hash:32, stored_at:8 of that version
+	metaColl      = 'c' // practice type -> coll:4
+	metaLive      = 'l' // coll:4 -> live count:8
+	metaStat      = 's' // coll:4 name:2 -> width:8 inverted:1
+	metaName      = 'n' // name -> name:2
+)
+
+// indexFormat changes whenever the key layout or value encodings change.
+const indexFormat = "mediflow-index-1"
+
+// IndexDir is where the store at dbPath keeps its search index.
+func IndexDir(dbPath string) string { return dbPath + ".index" }
+
+type indexOptions struct {
+	CacheMB    int
+	MemTableMB int
+}
+
+// pebbleLog passes Pebble's messages to the store's logger. Only the format
+// strings are logged: arguments may include keys, which hold search values.
+type pebbleLog struct{ l *slog.Logger }
+
+func (p pebbleLog) Infof(format string, _ ...any) {
+	p.l.Debug("search index", "pebble", format)
+}
+
+func (p pebbleLog) Errorf(format string, _ ...any) {
+	p.l.Warn("search index error", "pebble", format)
+}
+
+func (p pebbleLog) Fatalf(format string, _ ...any) {
+	p.l.Error("search index fatal error", "pebble", format)
+	panic("sqlite: search index (pebble): " + format)
+}
+
+func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
+	po := &pebble.Options{
+		// Pebble charges its memtables to the block cache; size the cache
+		// so the blocks get CacheMB of their own.
+		CacheSize:                   int64(o.CacheMB+2*o.MemTableMB) << 20,
+		MemTableSize:                uint64(o.MemTableMB) << 20,
+		MemTableStopWritesThreshold: 2,
+		Logger:                      pebbleLog{log},
+		FormatMajorVersion:          pebble.FormatNewest,
+		// SQLite is the source of truth and the watermark travels in the
+		// same batch as the data, so the index needs no write-ahead log of
+		// its own: what a crash loses from the memtables is caught up from
+		// resource_versions on the next open (see catchUp). Close flushes.
+		DisableWAL: true,
+		// Compact L0 in larger steps than the default (4): bulk loads (a
+		// first sync) rewrite less, at the price of a few more files for a
+		// lookup to consult (their bloom filters make that cheap).
+		L0CompactionThreshold: 8,
+		L0StopWritesThreshold: 24,
+	}
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // cheap misses for new ids
+	}
+
+	db, err := pebble.Open(dir, po)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open search index %s (deleting the folder makes the store rebuild it): %w", dir, err)
+	}
+	ix := &index{db: db, dir: dir, log: log, colls: map[collName]*collection{}, limits: defaultLimits()}
+	ix.dict.Store(&nameDict{ids: map[string]uint16{}})
+	ix.plans.m = map[string]*plan{}
+	want := []byte(indexFormat + " " + searchparam.CatalogVersion())
+	got, err := ix.getMeta([]byte{tagMeta, metaFormat})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if !bytes.Equal(got, want) {
+		if got != nil {
+			log.Info("search index format or search parameters changed: rebuilding", "dir", dir)
+		}
+		if err := ix.wipe(want); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	if err := ix.loadMeta(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return ix, nil
+}
+
+// close flushes the memtables (the index has no WAL) and closes Pebble.
+func (ix *index) close() error {
+	return errors.Join(ix.db.Flush(), ix.db.Close())
+}
+
+func (ix *index) getMeta(key []byte) ([]byte, error) {
+	v, c, err := ix.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: search index: %w", err)
+	}
+	out := bytes.Clone(v)
+	c.Close()
+	return out, nil
+}
+
+// wipe deletes everything and records the format, leaving an empty index.
+func (ix *index) wipe(format []byte) error {
+	b := ix.db.NewBatch()
+	defer b.Close()
+	if err := b.DeleteRange([]byte{tagMeta}, []byte{tagEnd}, nil); err != nil {
+		return fmt.Errorf("sqlite: search index: %w", err)
+	}
+	if err := b.Set([]byte{tagMeta, metaFormat}, format, nil); err != nil {
+		return fmt.Errorf("sqlite: search index: %w", err)
+	}
+	if err := b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("sqlite: search index: %w", err)
+	}
+	if err := ix.db.Compact(context.Background(), []byte{tagCur}, []byte{tagEnd}, true); err != nil {
+		return fmt.Errorf("sqlite: search index: compact: %w", err)
+	}
+	ix.mu.Lock()
+	ix.colls = map[collName]*collection{}
+	ix.nextColl = 0
+	ix.mu.Unlock()
+	ix.dict.Store(&nameDict{ids: map[string]uint16{}})
+	ix.dictPersisted = 0
+	ix.watermark.Store(0)
+	ix.commits.Add(1)
+	ix.plans.clear()
+	return nil
+}
+
+// loadMeta reads the collections, names, counters and the watermark.
+func (ix *index) loadMeta() error {
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagMeta}, UpperBound: []byte{tagCur}})
+	if err != nil {
+		return fmt.Errorf("sqlite: search index: %w", err)
+	}
+	defer it.Close()
+	byID := map[uint32]*collection{}
+	type stat struct {
+		coll uint32
+		name uint16
+		st   dateStat
+	}
+	var stats []stat
+	lives := map[uint32]int64{}
+	d := &nameDict{ids: map[string]uint16{}}
+	bad := func(what string) error { return fmt.Errorf("sqlite: search index: malformed %s record", what) }
+	for it.First(); it.Valid(); it.Next() {
+		k, v := it.Key(), it.Value()
+		if len(k) < 2 {
+			return bad("meta")
+		}
+		switch k[1] {
+		case metaWatermark:
+			if len(v) < 8 {
+				return bad("watermark")
+			}
+			ix.watermark.Store(int64(binary.BigEndian.Uint64(v)))
+		case metaColl:
+			practice, rest, ok := readEsc(k[2:])
+			rt, _, ok2 := readEsc(rest)
+			if !ok || !ok2 || len(v) != 4 {
+				return bad("collection")
+			}
+			c := newCollection(binary.BigEndian.Uint32(v), string(practice), string(rt))
+			c.persisted = true
+			byID[c.id] = c
+			ix.colls[collName{c.practice, c.rt}] = c
+			ix.nextColl = max(ix.nextColl, c.id+1)
+		case metaLive:
+			if len(k) != 6 || len(v) != 8 {
+				return bad("count")
+			}
+			lives[binary.BigEndian.Uint32(k[2:])] = int64(binary.BigEndian.Uint64(v))
+		case metaStat:
+			if len(k) != 8 || len(v) != 9 {
+				return bad("date statistics")
+			}
+			stats = append(stats, stat{binary.BigEndian.Uint32(k[2:]), binary.BigEndian.Uint16(k[6:]),
+				dateStat{width: int64(binary.BigEndian.Uint64(v)), inverted: v[8] != 0}})
+		case metaName:
+			name, _, ok := readEsc(k[2:])
+			if !ok || len(v) != 2 {
+				return bad("name")
+			}
+			id := binary.BigEndian.Uint16(v)
+			for len(d.names) <= int(id) {
+				d.names = append(d.names, "")
+			}
+			d.names[id] = string(name)
+			d.ids[string(name)] = id
+		}
+	}
+	if err := it.Error(); err != nil {
+		return fmt.Errorf("sqlite: search index: %w", err)
+	}
+	for id, n := range lives {
+		if c := byID[id]; c != nil {
+			c.live.Store(n)
+		}
+	}
+	for _, s := range stats {
+		if c := byID[s.coll]; c != nil {
+			st := s.st
+			c.stats[s.name] = &st
+		}
+	}
+	ix.dict.Store(d)
+	ix.dictPersisted = len(d.names)
+	return nil
+}
+
+// coll returns the collection of (practice, rt), or nil.
+func (ix *index) coll(practice, rt string) *collection {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	return ix.colls[collName{practice, rt}]
+}
+
+// collFor returns the collection, creating it in memory (writer only; apply
+// persists it).
+func (ix *index) collFor(practice, rt string) *collection {
+	if c := ix.coll(practice, rt); c != nil {
+		return c
+	}
+	ix.mu.Lock()
+	defer ix.mu.Unlock()
+	c := newCollection(ix.nextColl, strings.Clone(practice), strings.Clone(rt))
+	ix.nextColl++
+	ix.colls[collName{c.practice, c.rt}] = c
+	return c
+}
+
+// collections lists the collections of a practice.
+func (ix *index) collections(practice string) []*collection {
+	ix.mu.RLock()
+	defer ix.mu.RUnlock()
+	var out []*collection
+	for _, c := range ix.colls {
+		if c.practice == practice {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// nameID returns the number of a parameter name, assigning one (writer only).
+func (ix *index) nameID(name string) (uint16, error) {
+	d := ix.dict.Load()
+	if id, ok := d.ids[name]; ok {
+		return id, nil
+	}
+	if len(d.names) >= math.MaxUint16 {
+		return 0, errors.New("sqlite: search index: too many parameter names")
+	}
+	nd := &nameDict{names: append(d.names[:len(d.names):len(d.names)], strings.Clone(name)), ids: make(map[string]uint16, len(d.ids)+1)}
+	for k, v := range d.ids {
+		nd.ids[k] = v
+	}
+	id := uint16(len(d.names))
+	nd.ids[nd.names[id]] = id
+	ix.dict.Store(nd)
+	return id, nil
+}
+
+// curState is a resource's current version as the cur table records it.
+type curState struct {
+	seq     int64
+	version int
+	deleted bool
+	hash    [32]byte
+	lu      int64 // sort key of the version (meaningless when deleted)
+}
+
+func appendCur(dst []byte, c curState) []byte {
+	dst = binary.AppendUvarint(dst, uint64(c.seq))
+	dst = binary.AppendUvarint(dst, uint64(c.version))
+	flags := byte(0)
+	if c.deleted {
+		flags = 1
+	}
+	dst = append(dst, flags)
+	dst = append(dst, c.hash[:]...)
+	return binary.BigEndian.AppendUint64(dst, sortable(c.lu))
+}
+
+func decodeCur(b []byte) (curState, bool) {
+	var c curState
+	seq, n := binary.Uvarint(b)
+	if n <= 0 {
+		return c, false
+	}
+	b = b[n:]
+	ver, n := binary.Uvarint(b)
+	if n <= 0 || len(b) != n+1+32+8 {
+		return c, false
+	}
+	b = b[n:]
+	c.seq, c.version, c.deleted = int64(seq), int(ver), b[0]&1 != 0
+	copy(c.hash[:], b[1:33])
+	c.lu = unsortable(binary.BigEndian.Uint64(b[33:]))
+	return c, true
+}
+
+// current returns the cur record of a resource.
+func (ix *index) current(c *collection, id string) (curState, bool, error) {
+	if c == nil {
+		return curState{}, false, nil
+	}
+	var kb [64]byte
+	key := curKey(kb[:0], c.id, id)
+	v, closer, err := ix.db.Get(key)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return curState{}, false, nil
+	}
+	if err != nil {
+		return curState{}, false, fmt.Errorf("sqlite: search index: %w", err)
+	}
+	defer closer.Close()
+	cs, ok := decodeCur(v)
+	if !ok {
+		return curState{}, false, errors.New("sqlite: search index: malformed current-version record")
+	}
+	return cs, true, nil
+}
+
+// curReader looks up cur records through one iterator: cheaper than a Get
+// each when a batch looks up many (a Get builds an iterator every time).
+// It sees the index as of its creation.
+type curReader struct {
+	it *pebble.Iterator
+	kb []byte
+}
+
+func (ix *index) newCurReader() (*curReader, error) {
+	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagCur}, UpperBound: []byte{tagOrder}})
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: search index: %w", err)
+	}
+	return &curReader{it: it}, nil
+}
+
+func (r *curReader) close() { r.it.Close() }
+
+func (r *curReader) get(c *collection, id string) (curState, bool, error) {
+	if c == nil {
+		return curState{}, false, nil
+	}
+	r.kb = curKey(r.kb[:0], c.id, id)
+	// The whole key is the prefix (default Split), so this seek consults
+	// the bloom filters.
+	if !r.it.SeekPrefixGE(r.kb) || !bytes.Equal(r.it.Key(), r.kb) {
+		if err := r.it.Error(); err != nil {
+			return curState{}, false, fmt.Errorf("sqlite: search index: %w", err)
+		}
+		return curState{}, false, nil
+	}
+	v, err := r.it.ValueAndErr()
+	if err != nil {
+		return curState{}, false, fmt.Errorf("sqlite: search index: %w", err)
+	}
+	cs, ok := decodeCur(v)
+	if !ok {
+		return curState{}, false, errors.New("sqlite: search index: malformed current-version record")
+	}
+	return cs, true, nil
+}
+
+// storedEntries returns the entries recorded for a live resource (copies).
+func (ix *index) storedEntries(c *collection, lu int64, id string) ([]searchparam.Entry, error) {
+	var kb [64]byte
+	key := orderKey(kb[:0], c.id, lu, id)
+	v, closer, err := ix.db.Get(key)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: search index: entries of a current version: %w", err)
+	}
+	defer closer.Close()
+	_, n := binary.Uvarint(v)
+	if n <= 0 {
+		return nil, errors.New("sqlite: search index: malformed order record")
+	}
+	es, err := decodeEntries(v[n:], ix.dict.Load().names, nil)
+	if err != nil {
+		return nil, err
+	}
+	for i := range es { // es aliases v, which closer releases
+		es[i].Name = strings.Clone(es[i].Name)
+		es[i].Value = strings.Clone(es[i].Value)
+		es[i].Exact = strings.Clone(es[i].Exact)
+	}
+	return es, nil
+}
+
+// indexedVersion is one version to move into the index: the new current
+// version of a resource, and what it replaces.
+type indexedVersion struct {
+	practice, rt, id string
+	cur              curState
+	entries          []searchparam.Entry // the version's entries; nil when deleted
+	hadPrev          bool
+	prev             curState
+	prevEntries      []searchparam.Entry // prev's entries when prev is live
+}
+
+// tip identifies the version the watermark points at, so a folder that
+// belongs to another database (or is ahead of this one) is detected.
+type tip struct {
+	seq      int64
+	hash     [32]byte
+	storedAt int64
+}
+
+func appendTip(dst []byte, t tip) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, uint64(t.seq))
+	dst = append(dst, t.hash[:]...)
+	return binary.BigEndian.AppendUint64(dst, uint64(t.storedAt))
+}
+
+func decodeTip(b []byte) (tip, bool) {
+	var t tip
+	if len(b) != 8+32+8 {
+		return t, false
+	}
+	t.seq = int64(binary.BigEndian.Uint64(b))
+	copy(t.hash[:], b[8:40])
+	t.storedAt = int64(binary.BigEndian.Uint64(b[40:]))
+	return t, true
+}
+
+// ops collects a batch's writes so they can be applied in key order:
+// Pebble's memtable inserts sorted keys about twice as fast as scattered
+// ones. Keys and values live in one buffer.
+type ops struct {
+	buf []byte
+	kv  []kvOp
+}
+
+type kvOp struct {
+	k0, k1, v1 int // key buf[k0:k1], value buf[k1:v1]
+	del        bool
+}
+
+// key starts a key at the end of the buffer; the caller appends to the
+// returned slice and passes it back to set or del.
+func (o *ops) key() []byte { return o.buf }
+
+func (o *ops) set(withKey []byte, k0 int, value []byte) {
+	o.buf = withKey
+	k1 := len(o.buf)
+	o.buf = append(o.buf, value...)
+	o.kv = append(o.kv, kvOp{k0: k0, k1: k1, v1: len(o.buf)})
+}
+
+func (o *ops) del(withKey []byte, k0 int) {
+	o.buf = withKey
+	o.kv = append(o.kv, kvOp{k0: k0, k1: len(o.buf), v1: len(o.buf), del: true})
+}
+
+// apply adds the operations to b in key order; for equal keys the order
+// they were added in is kept (a delete then a set leaves the set): keys
+// are laid out in the buffer in that order, so k0 breaks ties.
+func (o *ops) apply(b *pebble.Batch) error {
+	slices.SortFunc(o.kv, func(x, y kvOp) int {
+		if c := bytes.Compare(o.buf[x.k0:x.k1], o.buf[y.k0:y.k1]); c != 0 {
+			return c
+		}
+		return cmp.Compare(x.k0, y.k0)
+	})
+	for _, op := range o.kv {
+		var err error
+		if op.del {
+			err = b.Delete(o.buf[op.k0:op.k1], nil)
+		} else {
+			err = b.Set(o.buf[op.k0:op.k1], o.buf[op.k1:op.v1], nil)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: search index: %w", err)
+		}
+	}
+	return nil
+}
+
+// apply writes versions (in seq order) and the watermark in one atomic
+// batch. Writer only (Store.writeMu, or Open before the store is shared).
+func (ix *index) apply(vs []indexedVersion, t tip) error {
+	type delta struct {
+		c    *collection
+		live int64
+	}
+	var touched []delta
+	deltaOf := func(c *collection) *delta {
+		for i := range touched {
+			if touched[i].c == c {
+				return &touched[i]
+			}
+		}
+		touched = append(touched, delta{c: c})
+		return &touched[len(touched)-1]
+	}
+	o := &ix.scratch
+	o.buf, o.kv = o.buf[:0], o.kv[:0]
+	defer func() {
+		if cap(o.buf) > 16<<20 { // do not keep a huge batch's buffers
+			*o = ops{}
+		}
+	}()
+	var val []byte
+	var err error
+	for i := range vs {
+		v := &vs[i]
+		c := ix.collFor(v.practice, v.rt)
+		d := deltaOf(c)
+		prevLive := v.hadPrev && !v.prev.deleted
+		if prevLive {
+			k0 := len(o.buf)
+			o.del(orderKey(o.key(), c.id, v.prev.lu, v.id), k0)
+			for k := range v.prevEntries {
+				e := &v.prevEntries[k]
+				if !c.posted(e) {
+					continue
+				}
+				k0 := len(o.buf)
+				key, err := ix.postingKey(o.key(), c, e, v.prev.lu, v.id)
+				if err != nil {
+					return err
+				}
+				o.del(key, k0)
+			}
+			d.live--
+		}
+		if !v.cur.deleted {
+			val = binary.AppendUvarint(val[:0], uint64(v.cur.seq))
+			if val, err = ix.appendEntries(val, v.entries); err != nil {
+				return err
+			}
+			k0 := len(o.buf)
+			o.set(orderKey(o.key(), c.id, v.cur.lu, v.id), k0, val)
+			val = binary.AppendUvarint(val[:0], uint64(v.cur.seq))
+			for k := range v.entries {
+				e := &v.entries[k]
+				if e.Type == searchparam.Date {
+					if err = ix.noteDate(c, e); err != nil {
+						return err
+					}
+				}
+				if !c.posted(e) {
+					continue
+				}
+				k0 := len(o.buf)
+				key, err := ix.postingKey(o.key(), c, e, v.cur.lu, v.id)
+				if err != nil {
+					return err
+				}
+				o.set(key, k0, val)
+			}
+			d.live++
+		}
+		k0 := len(o.buf)
+		o.set(curKey(o.key(), c.id, v.id), k0, appendCur(val[:0], v.cur))
+	}
+	// Metadata: new collections and names, counts, date statistics, and the
+	// watermark, all in the same batch as the data they describe.
+	dict := ix.dict.Load()
+	for id := ix.dictPersisted; id < len(dict.names); id++ {
+		k0 := len(o.buf)
+		o.set(appendEsc(append(o.key(), tagMeta, metaName), dict.names[id]), k0, binary.BigEndian.AppendUint16(val[:0], uint16(id)))
+	}
+	var written []*dateStat
+	for _, d := range touched {
+		c := d.c
+		if !c.persisted {
+			k0 := len(o.buf)
+			o.set(appendEsc(appendEsc(append(o.key(), tagMeta, metaColl), c.practice), c.rt), k0, binary.BigEndian.AppendUint32(val[:0], c.id))
+		}
+		k0 := len(o.buf)
+		o.set(binary.BigEndian.AppendUint32(append(o.key(), tagMeta, metaLive), c.id), k0, binary.BigEndian.AppendUint64(val[:0], uint64(c.live.Load()+d.live)))
+		c.statMu.RLock()
+		for name, st := range c.stats {
+			if !st.dirty {
+				continue
+			}
+			inv := byte(0)
+			if st.inverted {
+				inv = 1
+			}
+			k0 := len(o.buf)
+			o.set(binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint32(append(o.key(), tagMeta, metaStat), c.id), name), k0,
+				append(binary.BigEndian.AppendUint64(val[:0], uint64(st.width)), inv))
+			written = append(written, st)
+		}
+		c.statMu.RUnlock()
+	}
+	k0 := len(o.buf)
+	o.set(append(o.key(), tagMeta, metaWatermark), k0, appendTip(val[:0], t))
+	b := ix.db.NewBatchWithSize(len(o.buf) + 16*len(o.kv))
+	defer b.Close()
+	if err := o.apply(b); err != nil {
+		return err
+	}
+	if err = b.Commit(pebble.NoSync); err != nil {
+		return fmt.Errorf("sqlite: search index: commit: %w", err)
+	}
+	ix.dictPersisted = len(dict.names)
+	for _, st := range written {
+		st.dirty = false // writer only; readers never look at dirty
+	}
+	for _, d := range touched {
+		d.c.persisted = true
+		d.c.live.Add(d.live)
+		d.c.gen.Add(1)
+	}
+	ix.watermark.Store(t.seq)
+	ix.commits.Add(1)
+	return nil
+}
+
+// noteDate widens the collection's statistics for a date entry. It runs
+// before the batch commits: statistics that are too wide are harmless, too
+// narrow would hide matches.
+func (ix *index) noteDate(c *collection, e *searchparam.Entry) error {
+	id, err := ix.nameID(e.Name)
+	if err != nil {
+		return err
+	}
+	lo, hi := e.Low.Unix(), e.High.Unix()
+	inverted := e.High.Before(e.Low)
+	width := int64(0)
+	if !inverted {
+		width = clampSub(hi, lo) + 1
+	}
+	c.statMu.RLock()
+	st := c.stats[id]
+	ok := st != nil && st.width >= width && (st.inverted || !inverted)
+	c.statMu.RUnlock()
+	if ok {
+		return nil
+	}
+	c.statMu.Lock()
+	if st = c.stats[id]; st == nil {
+		st = &dateStat{}
+		c.stats[id] = st
+	}
+	st.width = max(st.width, width)
+	st.inverted = st.inverted || inverted
+	st.dirty = true
+	c.statMu.Unlock()
+	return nil
+}
+
+// dateStatOf returns a collection's statistics for a date parameter.
+func (c *collection) dateStatOf(name uint16) (width int64, inverted bool) {
+	c.statMu.RLock()
+	defer c.statMu.RUnlock()
+	if st := c.stats[name]; st != nil {
+		return st.width, st.inverted
+	}
+	return 0, false
+}
+
+func clampSub(a, b int64) int64 {
+	d := a - b
+	if (b < 0 && d < a) || (b > 0 && d > a) {
+		if b < 0 {
+			return math.MaxInt64
+		}
+		return math.MinInt64
+	}
+	return d
+}
+
+// ---- keys
+
+// sortable maps an int64 to a uint64 with the same order.
+func sortable(v int64) uint64   { return uint64(v) ^ (1 << 63) }
+func unsortable(u uint64) int64 { return int64(u ^ (1 << 63)) }
+
+// appendEsc appends s so that byte order of the encodings is the order of
+// the strings, and an encoding is never a prefix of another: 0x00 becomes
+// 0x00 0xff, and 0x00 0x01 ends the string.
+func appendEsc(dst []byte, s string) []byte {
+	dst = appendEscPrefix(dst, s)
+	return append(dst, 0, 1)
+}
+
+// appendEscPrefix appends s escaped but unterminated: every encoding of a
+// string starting with s starts with it.
+func appendEscPrefix(dst []byte, s string) []byte {
+	for {
+		i := strings.IndexByte(s, 0)
+		if i < 0 {
+			return append(dst, s...)
+		}
+		dst = append(dst, s[:i]...)
+		dst = append(dst, 0, 0xff)
+		s = s[i+1:]
+	}
+}
+
+// readEsc decodes an escaped string at the start of b. Without escapes the
+// result aliases b.
+func readEsc(b []byte) (s, rest []byte, ok bool) {
+	i := bytes.IndexByte(b, 0)
+	if i < 0 || i+1 >= len(b) {
+		return nil, nil, false
+	}
+	if b[i+1] == 1 {
+		return b[:i], b[i+2:], true
+	}
+	var out []byte
+	for {
+		if i < 0 || i+1 >= len(b) {
+			return nil, nil, false
+		}
+		out = append(out, b[:i]...)
+		switch b[i+1] {
+		case 1:
+			return out, b[i+2:], true
+		case 0xff:
+			out = append(out, 0)
+			b = b[i+2:]
+			i = bytes.IndexByte(b, 0)
+		default:
+			return nil, nil, false
+		}
+	}
+}
+
+// successor returns the smallest key greater than every key starting with p.
+func successor(p []byte) []byte {
+	out := bytes.Clone(p)
+	for i := len(out) - 1; i >= 0; i-- {
+		if out[i] < 0xff {
+			out[i]++
+			return out[:i+1]
+		}
+	}
+	return nil // no upper bound
+}
+
+func collPrefix(dst []byte, tag byte, coll uint32) []byte {
+	return binary.BigEndian.AppendUint32(append(dst, tag), coll)
+}
+
+func curKey(dst []byte, coll uint32, id string) []byte {
+	return appendEsc(collPrefix(dst, tagCur, coll), id)
+}
+
+func orderKey(dst []byte, coll uint32, lu int64, id string) []byte {
+	return appendEsc(binary.BigEndian.AppendUint64(collPrefix(dst, tagOrder, coll), sortable(lu)), id)
+}
+
+func postingPrefix(dst []byte, coll uint32, name uint16) []byte {
+	return binary.BigEndian.AppendUint16(collPrefix(dst, tagPosting, coll), name)
+}
+
+// appendTime appends t as 12 sortable bytes (unix seconds, nanoseconds).
+func appendTime(dst []byte, t time.Time) []byte {
+	dst = binary.BigEndian.AppendUint64(dst, sortable(t.Unix()))
+	return binary.BigEndian.AppendUint32(dst, uint32(t.Nanosecond()))
+}
+
+func readTime(b []byte) time.Time {
+	return time.Unix(unsortable(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint32(b[8:]))).UTC()
+}
+
+// postingKey builds the posting of one entry of resource id.
+func (ix *index) postingKey(dst []byte, c *collection, e *searchparam.Entry, lu int64, id string) ([]byte, error) {
+	name, err := ix.nameID(e.Name)
+	if err != nil {
+		return nil, err
+	}
+	dst = postingPrefix(dst, c.id, name)
+	var sub string
+	hasSub := false
+	switch e.Type {
+	case searchparam.String:
+		dst = appendEsc(appendEsc(dst, e.Value), e.Exact)
+	case searchparam.Token:
+		sys, code, _ := strings.Cut(e.Value, "|")
+		dst = appendEsc(dst, code)
+		sub, hasSub = sys, true
+	case searchparam.Reference:
+		typ, target, _ := strings.Cut(e.Value, "/")
+		dst = appendEsc(dst, target)
+		sub, hasSub = typ, true
+	case searchparam.Date:
+		dst = appendTime(appendTime(dst, e.Low), e.High)
+	default:
+		return nil, fmt.Errorf("sqlite: search index: parameter type %s is not indexed", e.Type)
+	}
+	dst = appendEsc(binary.BigEndian.AppendUint64(dst, sortable(lu)), id)
+	if hasSub {
+		dst = appendEsc(dst, sub)
+	}
+	return dst, nil
+}
+
+// ---- entries
+
+// Entry encoding: count, then per entry: name number, type (with bit 0x80
+// set when a string's exact text equals its folded value), and the value.
+const sameExact = 0x80
+
+func (ix *index) appendEntries(dst []byte, es []searchparam.Entry) ([]byte, error) {
+	dst = binary.AppendUvarint(dst, uint64(len(es)))
+	for i := range es {
+		e := &es[i]
+		id, err := ix.nameID(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		dst = binary.AppendUvarint(dst, uint64(id))
+		switch e.Type {
+		case searchparam.String:
+			if e.Exact == e.Value {
+				dst = append(dst, byte(e.Type)|sameExact)
+				dst = appendLenString(dst, e.Value)
+			} else {
+				dst = append(dst, byte(e.Type))
+				dst = appendLenString(appendLenString(dst, e.Value), e.Exact)
+			}
+		case searchparam.Token, searchparam.Reference:
+			dst = append(dst, byte(e.Type))
+			dst = appendLenString(dst, e.Value)
+		case searchparam.Date:
+			dst = append(dst, byte(e.Type))
+			dst = binary.AppendVarint(dst, e.Low.Unix())
+			dst = binary.AppendUvarint(dst, uint64(e.Low.Nanosecond()))
+			dst = binary.AppendVarint(dst, e.High.Unix())
+			dst = binary.AppendUvarint(dst, uint64(e.High.Nanosecond()))
+		default:
+			return nil, fmt.Errorf("sqlite: search index: parameter type %s is not indexed", e.Type)
+		}
+	}
+	return dst, nil
+}
+
+func appendLenString(dst []byte, s string) []byte {
+	return append(binary.AppendUvarint(dst, uint64(len(s))), s...)
+}
+
+var errBadEntries = errors.New("sqlite: search index: malformed entries")
+
+// decodeEntries decodes entries into buf (reused). The strings alias b: they
+// are valid only as long as b is.
+func decodeEntries(b []byte, names []string, buf []searchparam.Entry) ([]searchparam.Entry, error) {
+	n, k := binary.Uvarint(b)
+	if k <= 0 || n > uint64(len(b)) {
+		return nil, errBadEntries
+	}
+	b = b[k:]
+	out := buf[:0]
+	str := func() (string, bool) {
+		l, k := binary.Uvarint(b)
+		if k <= 0 || uint64(len(b)-k) < l {
+			return "", false
+		}
+		s := b[k : k+int(l)]
+		b = b[k+int(l):]
+		return unsafe.String(unsafe.SliceData(s), len(s)), true
+	}
+	num := func() (int64, bool) {
+		v, k := binary.Varint(b)
+		if k <= 0 {
+			return 0, false
+		}
+		b = b[k:]
+		return v, true
+	}
+	unum := func() (uint64, bool) {
+		v, k := binary.Uvarint(b)
+		if k <= 0 {
+			return 0, false
+		}
+		b = b[k:]
+		return v, true
+	}
+	for range n {
+		id, ok := unum()
+		if !ok || id >= uint64(len(names)) || len(b) == 0 {
+			return nil, errBadEntries
+		}
+		e := searchparam.Entry{Name: names[id], Type: searchparam.Type(b[0] &^ sameExact)}
+		same := b[0]&sameExact != 0
+		b = b[1:]
+		switch e.Type {
+		case searchparam.String:
+			if e.Value, ok = str(); !ok {
+				return nil, errBadEntries
+			}
+			e.Exact = e.Value
+			if !same {
+				if e.Exact, ok = str(); !ok {
+					return nil, errBadEntries
+				}
+			}
+		case searchparam.Token, searchparam.Reference:
+			if e.Value, ok = str(); !ok {
+				return nil, errBadEntries
+			}
+		case searchparam.Date:
+			ls, ok1 := num()
+			ln, ok2 := unum()
+			hs, ok3 := num()
+			hn, ok4 := unum()
+			if !ok1 || !ok2 || !ok3 || !ok4 {
+				return nil, errBadEntries
+			}
+			e.Low, e.High = time.Unix(ls, int64(ln)).UTC(), time.Unix(hs, int64(hn)).UTC()
+		default:
+			return nil, errBadEntries
+		}
+		out = append(out, e)
+	}
+	return out, nil
+}
