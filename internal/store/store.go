@@ -29,6 +29,7 @@ type Store interface {
 	RunStore
 	CapabilityStore
 	AuditStore
+	MessageStore
 }
 
 // RawPayload is one inbound payload exactly as received, stored before it is

@@ -77,7 +77,13 @@ func benchServer(b *testing.B, perPage, pages int) *httptest.Server {
 // benchStoreFactory returns the store the benchmark writes into: the real
 // SQLite store in a temporary folder, or with MEDIFLOW_BENCH_STORE=memstore
 // or =null the test doubles (null measures the client and sync pipeline alone).
-func benchStoreFactory(b *testing.B) (store.Store, string) {
+// benchStore is a sync Store the benchmark closes afterwards.
+type benchStore interface {
+	Store
+	Close() error
+}
+
+func benchStoreFactory(b *testing.B) (benchStore, string) {
 	switch os.Getenv("MEDIFLOW_BENCH_STORE") {
 	case "null":
 		return newNullStore(), "null"

@@ -237,4 +237,4 @@ func (m *memStore) ListAudit(context.Context, string, store.AuditFilter) ([]stor
 	return nil, errNotImpl
 }
 
-var _ store.Store = (*memStore)(nil)
+var _ Store = (*memStore)(nil)

@@ -63,11 +63,22 @@ type Hooks struct {
 	Run func(store.Run)
 }
 
+// Store is what a sync needs of the store: raw payloads, resources,
+// cursors, run records and capabilities (and audit, for what it reads).
+type Store interface {
+	store.RawStore
+	store.ResourceStore
+	store.CursorStore
+	store.RunStore
+	store.CapabilityStore
+	store.AuditStore
+}
+
 // Syncer runs syncs into Store. It holds no per-run state and is safe for
 // concurrent use on different connections; one connection must not be synced
 // by two runs at the same time (the Scheduler guarantees it per job).
 type Syncer struct {
-	Store  store.Store
+	Store  Store
 	Logger *slog.Logger
 	Hooks  Hooks
 	Now    func() time.Time

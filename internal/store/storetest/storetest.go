@@ -59,6 +59,14 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"EmptyPractice", testEmptyPractice},
 		{"TenantIsolation", testTenantIsolation},
 		{"ConcurrentWriters", testConcurrentWriters},
+		{"HL7RoundTrip", testHL7RoundTrip},
+		{"HL7Invalid", testHL7Invalid},
+		{"HL7Dedup", testHL7Dedup},
+		{"HL7Update", testHL7Update},
+		{"HL7List", testHL7List},
+		{"HL7Count", testHL7Count},
+		{"HL7TenantIsolation", testHL7TenantIsolation},
+		{"HL7Concurrent", testHL7Concurrent},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
