@@ -9,6 +9,10 @@ func hl7Cmd() *command {
 		long:    `HL7 v2 over MLLP. Each subcommand has its own --help.`,
 		subs: []*command{
 			hl7ParseCmd(),
+			hl7SendCmd(),
+			hl7ListenCmd(),
+			hl7MessagesCmd(),
+			hl7ReplayCmd(),
 		},
 	}
 }

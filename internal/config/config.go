@@ -51,12 +51,48 @@ type Log struct {
 	Format string // json, text
 }
 
-// Practice is one tenant: a medical practice and its EHR connections.
+// Practice is one tenant: a medical practice, its EHR connections and its
+// HL7 v2 listeners.
 type Practice struct {
-	ID          string
-	Name        string
-	Connections []Connection
+	ID           string
+	Name         string
+	Connections  []Connection
+	HL7Listeners []HL7Listener
 }
+
+// HL7Listener is an MLLP listener that receives HL7 v2 messages for a
+// practice (see docs/hl7v2.md).
+type HL7Listener struct {
+	Name           string
+	Listen         string // host:port
+	TLS            HL7TLS
+	MaxMessageSize int // bytes
+	MaxConnections int
+	IdleTimeout    time.Duration
+	DedupWindow    time.Duration // 0: no de-duplication
+	AckMode        string        // HL7AckAuto, HL7AckOriginal, HL7AckEnhanced
+	Unsupported    string        // HL7UnsupportedIgnore, HL7UnsupportedQuarantine
+}
+
+// HL7TLS is the optional TLS of an HL7 listener. Cert and Key are both set or
+// both empty; ClientCA (optional, needs Cert) turns on mutual TLS.
+type HL7TLS struct {
+	Cert     string // PEM certificate chain file, as written (see Config.Abs)
+	Key      Secret // PEM private key of Cert
+	ClientCA string // PEM CA certificates file that client certificates must chain to
+}
+
+// Enabled reports whether the listener speaks TLS.
+func (t HL7TLS) Enabled() bool { return t.Cert != "" || t.Key.IsSet() }
+
+// HL7 listener ack modes and unsupported-message policies.
+const (
+	HL7AckAuto               = "auto"
+	HL7AckOriginal           = "original"
+	HL7AckEnhanced           = "enhanced"
+	HL7UnsupportedIgnore     = "ignore"
+	HL7UnsupportedQuarantine = "quarantine"
+)
 
 // Connection is one EHR endpoint of a practice.
 type Connection struct {

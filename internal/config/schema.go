@@ -244,11 +244,75 @@ var connectionObject = &object{
 	},
 }
 
+var hl7TLSObject = &object{
+	name: "tls",
+	path: "practices[].hl7_listeners[].tls",
+	doc: "TLS for an HL7 listener. Without this mapping the listener speaks plain MLLP over TCP. " +
+		"With `client_ca`, every client must present a certificate signed by one of its CAs (mutual TLS).",
+	notes: []string{
+		"`cert` and `key` are given together; `client_ca` needs them.",
+		"When secrets are resolved (lint without `--no-secrets`, and at start-up), `cert` and `key` must be a matching PEM certificate and private key, and `client_ca` must hold at least one PEM certificate.",
+	},
+	fields: []*field{
+		{key: "cert", kind: kindString,
+			doc: "PEM file with the listener's certificate (and any intermediates), relative to the config file's directory unless absolute.",
+			at:  ref(func(t *HL7TLS) any { return &t.Cert })},
+		{key: "key", kind: kindSecret,
+			doc: "PEM private key of `cert`, a secret.",
+			at:  ref(func(t *HL7TLS) any { return &t.Key })},
+		{key: "client_ca", kind: kindString,
+			doc: "PEM file with the CA certificates client certificates must chain to; set it to require client certificates (mutual TLS).",
+			at:  ref(func(t *HL7TLS) any { return &t.ClientCA })},
+	},
+}
+
+var hl7ListenerObject = &object{
+	name: "HL7 listener",
+	path: "practices[].hl7_listeners[]",
+	doc: "An MLLP listener that receives HL7 v2 messages (ADT, SIU, ORU, MDM, ...) for the practice. Each message is " +
+		"stored before it is acknowledged (commit-then-ACK), then converted to FHIR resources in the practice's store. " +
+		"See [docs/hl7v2.md](hl7v2.md).",
+	notes: []string{
+		"Listener names are unique within a practice and differ from its connection names (both name the source of stored resources).",
+		"Two listeners may not share a `listen` address (port 0 excepted), nor use `server.listen`'s.",
+		"A `listen` host that is not a loopback address is a warning when the listener has no `tls`: HL7 messages carry patient data.",
+	},
+	fields: []*field{
+		{key: "name", noun: "listener name", kind: kindString, required: true, pattern: idPattern, patternDoc: idPatternDoc,
+			doc: "Listener name, unique within the practice; stored with every message as its channel and used in logs, metrics and `mediflow hl7 messages`.",
+			at:  ref(func(l *HL7Listener) any { return &l.Name })},
+		{key: "listen", kind: kindAddr, def: "127.0.0.1:2575",
+			doc: "Address to listen on, as `host:port`. Port 0 picks a free port.",
+			at:  ref(func(l *HL7Listener) any { return &l.Listen })},
+		{key: "tls", kind: kindObject, obj: hl7TLSObject,
+			doc: "Optional TLS and mutual TLS; see below.",
+			at:  ref(func(l *HL7Listener) any { return &l.TLS })},
+		{key: "max_message_size", kind: kindInt, def: "1048576", min: 1024, max: 64 << 20,
+			doc: "Largest message accepted, in bytes; a larger frame closes the connection without an ACK.",
+			at:  ref(func(l *HL7Listener) any { return &l.MaxMessageSize })},
+		{key: "max_connections", kind: kindInt, def: "64", min: 1, max: 4096,
+			doc: "Connections served at once; one beyond the limit is closed as soon as it is accepted. With `max_message_size` it bounds the memory a flooding sender can take.",
+			at:  ref(func(l *HL7Listener) any { return &l.MaxConnections })},
+		{key: "idle_timeout", kind: kindDuration, def: "5m", minDur: time.Second, maxDur: 24 * time.Hour,
+			doc: "Close a connection that sent nothing for this long.",
+			at:  ref(func(l *HL7Listener) any { return &l.IdleTimeout })},
+		{key: "dedup_window", kind: kindDuration, def: "24h", maxDur: 30 * 24 * time.Hour,
+			doc: "A message with the same sending application, sending facility and control id (MSH-10) as one received on this listener within this window is a duplicate: it is acknowledged again with the original's code and not processed again. `0s` turns de-duplication off.",
+			at:  ref(func(l *HL7Listener) any { return &l.DedupWindow })},
+		{key: "ack_mode", kind: kindString, def: HL7AckAuto, enum: values(HL7AckAuto, HL7AckOriginal, HL7AckEnhanced),
+			doc: "Acknowledgment mode. `auto` follows each message: enhanced mode (commit ACK `CA`/`CE`) when MSH-15 or MSH-16 is valued, original mode (`AA`/`AE`) otherwise; `original` and `enhanced` force one.",
+			at:  ref(func(l *HL7Listener) any { return &l.AckMode })},
+		{key: "unsupported", kind: kindString, def: HL7UnsupportedIgnore, enum: values(HL7UnsupportedIgnore, HL7UnsupportedQuarantine),
+			doc: "What happens to a message type or trigger event mediflow has no conversion for: `ignore` marks it ignored (it stays stored and can be replayed), `quarantine` puts it in quarantine.",
+			at:  ref(func(l *HL7Listener) any { return &l.Unsupported })},
+	},
+}
+
 var practiceObject = &object{
 	name:  "practice",
 	path:  "practices[]",
 	doc:   "A practice is a tenant: its data is stored and served apart from every other practice's.",
-	notes: []string{"Practice ids are unique."},
+	notes: []string{"Practice ids are unique.", "A practice has at least one connection or one HL7 listener."},
 	fields: []*field{
 		{key: "id", noun: "practice id", kind: kindString, required: true, pattern: idPattern, patternDoc: idPatternDoc,
 			doc: "Practice id, unique; used in API paths (`/fhir/{id}/…`) and must not change once data is stored.",
@@ -256,9 +320,12 @@ var practiceObject = &object{
 		{key: "name", kind: kindString, required: true,
 			doc: "Display name.",
 			at:  ref(func(p *Practice) any { return &p.Name })},
-		{key: "connections", kind: kindObjectList, required: true, min: 1, obj: connectionObject,
-			doc: "The practice's EHR endpoints.",
+		{key: "connections", kind: kindObjectList, obj: connectionObject,
+			doc: "The practice's EHR endpoints (FHIR R4), polled for changes.",
 			at:  appendTo(func(p *Practice) *[]Connection { return &p.Connections })},
+		{key: "hl7_listeners", kind: kindObjectList, obj: hl7ListenerObject,
+			doc: "MLLP listeners that receive the practice's HL7 v2 messages.",
+			at:  appendTo(func(p *Practice) *[]HL7Listener { return &p.HL7Listeners })},
 	},
 }
 
@@ -307,5 +374,5 @@ var rootObject = &object{
 // objects lists every object in the order the reference documents them.
 func objects() []*object {
 	return []*object{rootObject, serverObject, storeObject, logObject, practiceObject,
-		connectionObject, authObject, syncObject, appObject}
+		connectionObject, authObject, syncObject, hl7ListenerObject, hl7TLSObject, appObject}
 }

@@ -4,12 +4,14 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
+	"os"
 	"slices"
 	"strings"
 
@@ -39,6 +41,10 @@ func (p *parser) validate(c *Config) {
 	}
 
 	practiceIDs := map[string]string{} // id -> path
+	listenAddrs := map[string]string{} // HL7 listen address -> path
+	if c.Server.Listen != "" && !p.bad["server.listen"] {
+		listenAddrs[c.Server.Listen] = "server.listen"
+	}
 	for i := range c.Practices {
 		pr := &c.Practices[i]
 		pp := fmt.Sprintf("practices[%d]", i)
@@ -49,6 +55,17 @@ func (p *parser) validate(c *Config) {
 			p.unique(connNames, pr.Connections[j].Name, cp+".name", "connection name",
 				fmt.Sprintf("connection names must be unique within practice `%s`: rename one", pr.ID))
 			p.validateConnection(&pr.Connections[j], cp)
+		}
+		for j := range pr.HL7Listeners {
+			lp := fmt.Sprintf("%s.hl7_listeners[%d]", pp, j)
+			p.unique(connNames, pr.HL7Listeners[j].Name, lp+".name", "connection or listener name",
+				fmt.Sprintf("connection and HL7 listener names must be unique within practice `%s`: rename one", pr.ID))
+			p.validateHL7Listener(&pr.HL7Listeners[j], lp, listenAddrs)
+		}
+		if len(pr.Connections) == 0 && len(pr.HL7Listeners) == 0 &&
+			!p.bad[pp] && !p.bad[pp+".connections"] && !p.bad[pp+".hl7_listeners"] {
+			p.errorf(p.at(pp), "add `connections:` (a FHIR endpoint to poll) or `hl7_listeners:` (HL7 v2 over MLLP)",
+				"practice `%s` has no connections and no HL7 listeners: no data would come in", pr.ID)
 		}
 	}
 
@@ -146,6 +163,47 @@ func (p *parser) validateConnection(c *Connection, path string) {
 	}
 }
 
+// validateHL7Listener checks one HL7 listener: its address against the
+// others (seen: address -> path) and its TLS keys.
+func (p *parser) validateHL7Listener(l *HL7Listener, path string, seen map[string]string) {
+	lp := path + ".listen"
+	if l.Listen != "" && !p.bad[lp] {
+		host, port, _ := net.SplitHostPort(l.Listen)
+		if port != "0" {
+			if first, dup := seen[l.Listen]; dup {
+				p.errorf(p.at(lp), "give every listener its own port",
+					"`listen` address %s is already used at line %d", l.Listen, p.at(first).line)
+			} else {
+				seen[l.Listen] = lp
+			}
+		}
+		if !isLoopback(host) && !l.TLS.Enabled() {
+			what := "`" + host + "`, which is not a loopback address,"
+			if host == "" {
+				what = "every network interface"
+			}
+			p.warnf(p.at(lp), "add `tls:` with `cert`, `key` and `client_ca`, or keep the listener on 127.0.0.1 behind a VPN or TLS tunnel",
+				"HL7 listener `%s` listens on %s without TLS: patient data would travel unencrypted", l.Name, what)
+		}
+	}
+	tp := path + ".tls"
+	if p.bad[tp] || p.bad[tp+".cert"] || p.bad[tp+".key"] || p.bad[tp+".client_ca"] {
+		return
+	}
+	t := l.TLS
+	switch {
+	case t.Cert != "" && !t.Key.IsSet():
+		p.rejectf(tp, p.at(tp+".cert"), "add `key:` with the certificate's private key, e.g. `key: {file: tls/hl7.key.pem}`",
+			"the TLS of HL7 listener `%s` has `cert` but no `key`", l.Name)
+	case t.Cert == "" && t.Key.IsSet():
+		p.rejectf(tp, p.at(tp+".key"), "add `cert:` with the PEM certificate of the key",
+			"the TLS of HL7 listener `%s` has `key` but no `cert`", l.Name)
+	case t.Cert == "" && t.ClientCA != "":
+		p.rejectf(tp, p.at(tp+".client_ca"), "add the listener's own `cert` and `key`: mutual TLS needs both sides' certificates",
+			"the TLS of HL7 listener `%s` has `client_ca` but no `cert` and `key`", l.Name)
+	}
+}
+
 // scopesAllowSearch reports whether any SMART system scope permits searching
 // resource type t: v1 `read` or `*`, or a v2 permission string with `s`.
 func scopesAllowSearch(scopes []string, t string) bool {
@@ -199,6 +257,15 @@ func (p *parser) checkSecrets(c *Config) {
 			}
 		}
 	}
+	for i, pr := range c.Practices {
+		for j, l := range pr.HL7Listeners {
+			tp := fmt.Sprintf("practices[%d].hl7_listeners[%d].tls", i, j)
+			if !l.TLS.Enabled() || p.bad[tp] || p.bad[tp+".key"] {
+				continue
+			}
+			p.checkHL7TLS(c, l, tp)
+		}
+	}
 	keys := map[string]string{} // resolved key -> app name
 	for i, app := range c.Apps {
 		kp := fmt.Sprintf("apps[%d].key", i)
@@ -220,6 +287,39 @@ func (p *parser) checkSecrets(c *Config) {
 			continue
 		}
 		keys[string(key)] = app.Name
+	}
+}
+
+// checkHL7TLS reads an HL7 listener's certificate, key and client CAs and
+// checks that they can be used. Unreadable files are reported with the
+// mode's severity, unusable ones as errors. Messages never hold key material.
+func (p *parser) checkHL7TLS(c *Config, l HL7Listener, tp string) {
+	sev := SeverityError
+	if p.opts.secrets == SecretsWarn {
+		sev = SeverityWarning
+	}
+	readFile := func(name, key string) ([]byte, bool) {
+		b, err := os.ReadFile(c.Abs(name))
+		if err != nil {
+			p.report(sev, p.at(tp+"."+key), fmt.Sprintf("check that the file exists and is readable; relative paths start from %s", orDefault(c.BaseDir, ".")),
+				"`%s` of HL7 listener `%s`: %v", key, l.Name, unwrapPathError(err))
+			return nil, false
+		}
+		return b, true
+	}
+	certPEM, certOK := readFile(l.TLS.Cert, "cert")
+	keyPEM, keyOK := p.resolve(c, l.TLS.Key, tp+".key", "key")
+	if certOK && keyOK {
+		if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+			p.errorf(p.at(tp+".cert"), "use the PEM certificate and the PEM private key that belong to it",
+				"`cert` and `key` of HL7 listener `%s` are not a usable TLS key pair: %v", l.Name, err)
+		}
+	}
+	if l.TLS.ClientCA != "" {
+		if ca, ok := readFile(l.TLS.ClientCA, "client_ca"); ok && !x509.NewCertPool().AppendCertsFromPEM(ca) {
+			p.errorf(p.at(tp+".client_ca"), "give a file of PEM `CERTIFICATE` blocks: the CAs that sign your senders' client certificates",
+				"`client_ca` of HL7 listener `%s` holds no PEM certificate", l.Name)
+		}
 	}
 }
 

@@ -1,17 +1,21 @@
 // Package engine wires a configuration into a running mediflow: it opens the
 // store, builds one SMART token client and FHIR client per connection,
-// schedules one sync job per (connection, data class), serves the app-facing
-// API, and owns every long-running goroutine until its context ends.
+// schedules one sync job per (connection, data class), runs the HL7 v2
+// listeners and their processing (internal/ingest/hl7in), serves the
+// app-facing API, and owns every long-running goroutine until its context
+// ends.
 package engine
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"os"
 	"sort"
 	gosync "sync"
 	"time"
@@ -21,6 +25,8 @@ import (
 	"github.com/mediflow/mediflow/internal/connector/fhirrest"
 	"github.com/mediflow/mediflow/internal/dataclass"
 	"github.com/mediflow/mediflow/internal/fhir"
+	"github.com/mediflow/mediflow/internal/hl7/v2fhir"
+	"github.com/mediflow/mediflow/internal/ingest/hl7in"
 	"github.com/mediflow/mediflow/internal/obs"
 	"github.com/mediflow/mediflow/internal/smart"
 	"github.com/mediflow/mediflow/internal/store"
@@ -44,6 +50,9 @@ type Options struct {
 	Now func() time.Time
 	// Version is reported on the status page.
 	Version string
+	// HL7Converter overrides the HL7 v2 → FHIR converter of the HL7
+	// listeners (tests; default: v2fhir with its embedded specs).
+	HL7Converter hl7in.Converter
 }
 
 // Engine is a configured, runnable mediflow.
@@ -57,6 +66,7 @@ type Engine struct {
 	sched   *sync.Scheduler
 	conns   []*connection
 	handler http.Handler
+	hl7     *hl7in.Pipeline // nil without HL7 listeners
 	now     func() time.Time
 	version string
 	started time.Time
@@ -128,6 +138,11 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 	}
 
 	if err := e.closeAbandonedRuns(ctx); err != nil {
+		e.closeStore()
+		return nil, err
+	}
+
+	if err := e.buildHL7(opts); err != nil {
 		e.closeStore()
 		return nil, err
 	}
@@ -207,6 +222,96 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 	}
 	e.handler = h
 	return e, nil
+}
+
+// buildHL7 builds the HL7 v2 pipeline of the configured listeners (none:
+// e.hl7 stays nil). TLS files and keys are read here, so a bad one stops
+// the start.
+func (e *Engine) buildHL7(opts Options) error {
+	ls, err := HL7Listeners(e.cfg, opts.Getenv)
+	if err != nil {
+		return err
+	}
+	if len(ls) == 0 {
+		return nil
+	}
+	ms, ok := e.store.(hl7in.Store)
+	if !ok {
+		return errors.New("engine: HL7 listeners are configured but the store does not keep HL7 messages")
+	}
+	conv := opts.HL7Converter
+	if conv == nil {
+		c, err := v2fhir.New(v2fhir.Options{})
+		if err != nil {
+			return fmt.Errorf("engine: HL7 v2 converter: %w", err)
+		}
+		conv = c
+	}
+	p, err := hl7in.New(hl7in.Options{Store: ms, Converter: conv, Logger: e.log, Metrics: e.metrics, Now: e.now}, ls)
+	if err != nil {
+		return fmt.Errorf("engine: %w", err)
+	}
+	e.hl7 = p
+	return nil
+}
+
+// HL7Listeners turns the configured HL7 listeners of every practice into
+// pipeline listeners, reading their TLS files and keys (getenv resolves
+// `env:` secrets). `mediflow hl7 listen --config` uses it too.
+func HL7Listeners(cfg *config.Config, getenv func(string) string) ([]hl7in.Listener, error) {
+	if getenv == nil {
+		getenv = func(string) string { return "" }
+	}
+	var ls []hl7in.Listener
+	for _, p := range cfg.Practices {
+		for _, l := range p.HL7Listeners {
+			var tc *tls.Config
+			if l.TLS.Enabled() {
+				var err error
+				if tc, err = listenerTLS(cfg, l.TLS, getenv); err != nil {
+					return nil, fmt.Errorf("engine: practice %s HL7 listener %s: %w", p.ID, l.Name, err)
+				}
+			}
+			ls = append(ls, hl7in.Listener{
+				Practice: p.ID, Name: l.Name, Addr: l.Listen, TLS: tc,
+				MaxMessageSize: l.MaxMessageSize, MaxConns: l.MaxConnections, IdleTimeout: l.IdleTimeout,
+				DedupWindow: l.DedupWindow, AckMode: l.AckMode, Unsupported: l.Unsupported,
+			})
+		}
+	}
+	return ls, nil
+}
+
+// listenerTLS reads an HL7 listener's certificate, key and client CAs.
+func listenerTLS(cfg *config.Config, t config.HL7TLS, getenv func(string) string) (*tls.Config, error) {
+	cert, err := os.ReadFile(cfg.Abs(t.Cert))
+	if err != nil {
+		return nil, fmt.Errorf("tls cert: %w", err)
+	}
+	key, err := t.Key.Resolve(cfg.BaseDir, getenv)
+	if err != nil {
+		return nil, fmt.Errorf("tls key (%s): %w", t.Key.Source(), err)
+	}
+	var ca []byte
+	if t.ClientCA != "" {
+		if ca, err = os.ReadFile(cfg.Abs(t.ClientCA)); err != nil {
+			return nil, fmt.Errorf("tls client_ca: %w", err)
+		}
+	}
+	return hl7in.ServerTLS(cert, key, ca)
+}
+
+// HL7 is the HL7 v2 inbound pipeline (nil when no listener is configured),
+// for replays and tests.
+func (e *Engine) HL7() *hl7in.Pipeline { return e.hl7 }
+
+// HL7Addr is the bound address of an HL7 listener: nil until Run has bound
+// it, or when there is no such listener.
+func (e *Engine) HL7Addr(practice, listener string) net.Addr {
+	if e.hl7 == nil {
+		return nil
+	}
+	return e.hl7.Addr(practice, listener)
 }
 
 // closeAbandonedRuns marks runs still "running" from an earlier process as
@@ -433,9 +538,10 @@ func (e *Engine) SyncAll(ctx context.Context, trigger string) error {
 	return errors.Join(errs...)
 }
 
-// Run serves the API on the configured listener (or ln when not nil),
-// fetches capabilities and runs the sync scheduler until ctx ends, then shuts
-// down gracefully. The caller closes the engine afterwards.
+// Run serves the API on the configured listener (or ln when not nil), runs
+// the HL7 listeners and their processing, fetches capabilities and runs the
+// sync scheduler until ctx ends, then shuts down gracefully. The caller
+// closes the engine afterwards.
 func (e *Engine) Run(ctx context.Context, ln net.Listener) error {
 	if ln == nil {
 		var err error
@@ -444,8 +550,26 @@ func (e *Engine) Run(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("engine: listen on %s: %w", e.cfg.Server.Listen, err)
 		}
 	}
+	if e.hl7 != nil {
+		if err := e.hl7.Listen(); err != nil {
+			ln.Close()
+			return fmt.Errorf("engine: %w", err)
+		}
+	}
+	ctx, cancelRun := context.WithCancel(ctx)
+	defer cancelRun()
 	srv := &http.Server{Handler: e.handler, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
+	hl7Done := make(chan struct{})
+	go func() {
+		defer close(hl7Done)
+		if e.hl7 == nil {
+			return
+		}
+		if err := e.hl7.Run(ctx); err != nil {
+			errc <- fmt.Errorf("engine: %w", err)
+		}
+	}()
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errc <- fmt.Errorf("engine: http server: %w", err)
@@ -467,10 +591,12 @@ func (e *Engine) Run(ctx context.Context, ln net.Listener) error {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
+	cancelRun()
 	shutCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
 	<-schedDone
+	<-hl7Done
 	return err
 }
 
@@ -512,6 +638,13 @@ func (e *Engine) Status(ctx context.Context) api.Status {
 			if cs.LastError != "" {
 				cs.State = "error"
 				ps.Errors = append(ps.Errors, cc.Name+": "+cs.LastError)
+			}
+			ps.Connections = append(ps.Connections, cs)
+		}
+		for _, l := range p.HL7Listeners {
+			cs := api.ConnectionStatus{Name: l.Name, Vendor: "hl7v2-mllp", BaseURLHost: l.Listen, State: "idle"}
+			if a := e.HL7Addr(p.ID, l.Name); a != nil {
+				cs.BaseURLHost, cs.State = a.String(), "listening"
 			}
 			ps.Connections = append(ps.Connections, cs)
 		}

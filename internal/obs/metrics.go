@@ -36,6 +36,10 @@ type Metrics struct {
 	pageDuration  *prometheus.HistogramVec
 	httpRequests  *prometheus.CounterVec
 	httpDuration  *prometheus.HistogramVec
+	hl7Messages   *prometheus.CounterVec
+	hl7Acks       *prometheus.CounterVec
+	hl7AckLatency *prometheus.HistogramVec
+	hl7Processed  *prometheus.CounterVec
 	lastSuccessMu sync.Mutex
 	lastSuccess   map[[2]string]time.Time // (practice, class) -> time of the last successful run
 	lagDesc       *prometheus.Desc
@@ -85,13 +89,30 @@ func NewMetrics(opts ...MetricsOption) *Metrics {
 		Help:    "HTTP request latency by server, route pattern and method.",
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 	}, []string{"server", "route", "method"})
+	m.hl7Messages = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mediflow_hl7_messages_total",
+		Help: "Inbound HL7 v2 messages by practice, listener and result: stored, duplicate (ACKed again, not stored), quarantined (stored unparsed), rejected (not stored: empty frame) or error (not stored, no ACK).",
+	}, []string{"practice", "listener", "result"})
+	m.hl7Acks = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mediflow_hl7_acks_total",
+		Help: "ACKs sent for inbound HL7 v2 messages, by practice, listener and code (AA, AE, AR, CA, CE, CR).",
+	}, []string{"practice", "listener", "code"})
+	m.hl7AckLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mediflow_hl7_ack_latency_seconds",
+		Help:    "Time from the end of an inbound HL7 v2 message to its ACK being ready (parse, durable commit, ACK build), by practice and listener.",
+		Buckets: []float64{.0005, .001, .002, .005, .01, .02, .05, .1, .25, .5, 1, 5},
+	}, []string{"practice", "listener"})
+	m.hl7Processed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mediflow_hl7_processed_total",
+		Help: "Inbound HL7 v2 messages processed into FHIR resources, by practice, listener and final status (processed, ignored, quarantined, failed: will be retried).",
+	}, []string{"practice", "listener", "status"})
 	m.lagDesc = prometheus.NewDesc("mediflow_sync_lag_seconds",
 		"Seconds since the last successful sync run, by practice and data class.", []string{"practice", "class"}, nil)
 	m.lastDesc = prometheus.NewDesc("mediflow_sync_last_success_timestamp_seconds",
 		"Unix time of the last successful sync run, by practice and data class.", []string{"practice", "class"}, nil)
 
 	m.reg.MustRegister(m.syncRuns, m.resources, m.syncErrors, m.pages, m.pageDuration,
-		m.httpRequests, m.httpDuration, lagCollector{m},
+		m.httpRequests, m.httpDuration, m.hl7Messages, m.hl7Acks, m.hl7AckLatency, m.hl7Processed, lagCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -158,6 +179,41 @@ func (m *Metrics) HTTPRequest(server, route, method string, code int, d time.Dur
 	}
 	m.httpRequests.WithLabelValues(server, route, method, statusCode(code)).Inc()
 	m.httpDuration.WithLabelValues(server, route, method).Observe(d.Seconds())
+}
+
+// HL7 inbound message results for HL7Message.
+const (
+	HL7Stored      = "stored"
+	HL7Duplicate   = "duplicate"
+	HL7Quarantined = "quarantined"
+	HL7Rejected    = "rejected"
+	HL7Error       = "error"
+)
+
+// HL7Message counts one inbound HL7 v2 message on a listener with its result
+// (HL7Stored, HL7Duplicate, ...).
+func (m *Metrics) HL7Message(practice, listener, result string) {
+	if m == nil {
+		return
+	}
+	m.hl7Messages.WithLabelValues(practice, listener, result).Inc()
+}
+
+// HL7Acked counts one ACK with its code and the time since the message was read.
+func (m *Metrics) HL7Acked(practice, listener, code string, d time.Duration) {
+	if m == nil {
+		return
+	}
+	m.hl7Acks.WithLabelValues(practice, listener, code).Inc()
+	m.hl7AckLatency.WithLabelValues(practice, listener).Observe(d.Seconds())
+}
+
+// HL7Processed counts one inbound message that reached a processing status.
+func (m *Metrics) HL7Processed(practice, listener, status string) {
+	if m == nil {
+		return
+	}
+	m.hl7Processed.WithLabelValues(practice, listener, status).Inc()
 }
 
 // statusCode formats common codes without allocating.
