@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -10,9 +11,12 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/mediflow/mediflow/internal/sim"
 	"github.com/mediflow/mediflow/internal/sim/fault"
 	"github.com/mediflow/mediflow/internal/sim/gen"
+	"github.com/mediflow/mediflow/internal/sim/hl7feed"
 	"github.com/mediflow/mediflow/internal/smart/authserver"
 )
 
@@ -33,12 +37,25 @@ Fault specs (--fault, repeatable) are comma-separated key=value pairs:
   kind=latency|429|500|503|drop|token-expiry|page-expiry|malformed,
   rate=P or every=N, limit=N, latency=DUR, retry-after=DUR
 
+HL7 v2 (MLLP):
+  --hl7-feed HOST:PORT sends ADT^A01/A04/A08/A03, SIU^S12/S14/S15 and ORU^R01
+  messages built from one tenant's FHIR data (--hl7-tenant, default the first)
+  at --hl7-rate messages/s: PID-3 is the patient's MRN, SCH-1 the Appointment
+  id, PV1-19 the Encounter id, OBX-3 the Observation's LOINC code. Every ACK
+  is checked (MSA-2 must echo MSH-10); a summary is printed on exit.
+  --hl7-listen ADDR runs a receiver that ACKs (AA) what it gets, or misbehaves
+  with --hl7-fault: nak (AE), reject (AR), no-ack (never answers),
+  slow-ack (answers after --hl7-slow-ack), disconnect (closes the connection
+  in the middle of the message), on --hl7-fault-rate of the messages.
+
 Examples:
   mediflow sim
   mediflow sim --tenants north:generic,south:epic --patients 2000 --change-rate 20
   mediflow keys new --out keys --name demo
   mediflow sim --client-id demo --client-jwks keys/demo.jwks.json \
-      --fault 'endpoint=Observation,kind=503,rate=0.05,retry-after=1s'`
+      --fault 'endpoint=Observation,kind=503,rate=0.05,retry-after=1s'
+  mediflow sim --hl7-feed 127.0.0.1:2575 --hl7-rate 20
+  mediflow sim --hl7-listen 127.0.0.1:2576 --hl7-fault nak --hl7-fault-rate 0.1`
 
 // faultFlags collects repeated --fault specs.
 type faultFlags []string
@@ -64,6 +81,15 @@ type simOptions struct {
 	anchor       string
 	pageTTL      time.Duration
 	logLevel     string
+
+	hl7Feed      string
+	hl7Tenant    string
+	hl7Rate      float64
+	hl7Count     int
+	hl7Listen    string
+	hl7Fault     string
+	hl7FaultRate float64
+	hl7SlowAck   time.Duration
 }
 
 func (o *simOptions) define(fs *flag.FlagSet) {
@@ -82,6 +108,85 @@ func (o *simOptions) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.anchor, "anchor", "", "`date` (YYYY-MM-DD) the synthetic data is built around (default: today, UTC)")
 	fs.DurationVar(&o.pageTTL, "page-ttl", 10*time.Minute, "how long an idle search session behind next links lives")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&o.hl7Feed, "hl7-feed", "", "send an HL7 v2 feed over MLLP to `host:port`")
+	fs.StringVar(&o.hl7Tenant, "hl7-tenant", "", "tenant whose data the HL7 feed carries (default: the first)")
+	fs.Float64Var(&o.hl7Rate, "hl7-rate", 10, "HL7 feed messages per second (0: as fast as ACKs come back)")
+	fs.IntVar(&o.hl7Count, "hl7-count", 0, "HL7 messages to send (0: until stopped)")
+	fs.StringVar(&o.hl7Listen, "hl7-listen", "", "run an HL7 receiver (MLLP) on `addr` (host defaults to 127.0.0.1; port 0 picks one)")
+	fs.StringVar(&o.hl7Fault, "hl7-fault", "none", "HL7 receiver fault: none, nak, reject, no-ack, slow-ack, disconnect")
+	fs.Float64Var(&o.hl7FaultRate, "hl7-fault-rate", 1, "share of messages the HL7 receiver fault hits, in (0, 1]")
+	fs.DurationVar(&o.hl7SlowAck, "hl7-slow-ack", 5*time.Second, "ACK delay of the slow-ack fault")
+}
+
+// hl7Setup is the HL7 side of `mediflow sim`: a feed, a receiver, both or
+// neither.
+type hl7Setup struct {
+	feedTenant string
+	feed       *hl7feed.FeedConfig
+	listen     string
+	receiver   *hl7feed.ReceiverConfig
+}
+
+// hl7 validates the --hl7-* flags against the configured tenants.
+func (o *simOptions) hl7(tenants []sim.TenantConfig, seed uint64, log *slog.Logger) (hl7Setup, error) {
+	var h hl7Setup
+	if o.hl7Feed != "" {
+		tenant := o.hl7Tenant
+		if tenant == "" {
+			tenant = tenants[0].ID
+		}
+		found := false
+		for _, tc := range tenants {
+			found = found || tc.ID == tenant
+		}
+		if !found {
+			return h, usagef("--hl7-tenant %q is not in --tenants", tenant)
+		}
+		fc := hl7feed.FeedConfig{
+			To: o.hl7Feed, Rate: o.hl7Rate, Count: o.hl7Count, Seed: seed,
+			SendingFacility: strings.ToUpper(tenant),
+			Logger:          log.With("component", "hl7-feed", "tenant", tenant),
+		}
+		if err := fc.Validate(); err != nil {
+			return h, usagef("--hl7-feed/--hl7-rate/--hl7-count: %v", strings.TrimPrefix(err.Error(), "hl7feed: "))
+		}
+		h.feedTenant, h.feed = tenant, &fc
+	} else if o.hl7Tenant != "" {
+		return h, usagef("--hl7-tenant needs --hl7-feed")
+	}
+	f, err := hl7feed.ParseFault(o.hl7Fault)
+	if err != nil {
+		return h, usagef("--hl7-fault: %v", strings.TrimPrefix(err.Error(), "hl7feed: "))
+	}
+	if o.hl7Listen == "" {
+		if f != hl7feed.FaultNone {
+			return h, usagef("--hl7-fault needs --hl7-listen")
+		}
+		return h, nil
+	}
+	if !(o.hl7FaultRate > 0 && o.hl7FaultRate <= 1) {
+		return h, usagef("--hl7-fault-rate %g: want a share in (0, 1]", o.hl7FaultRate)
+	}
+	if o.hl7SlowAck <= 0 {
+		return h, usagef("--hl7-slow-ack must be positive")
+	}
+	addr := o.hl7Listen
+	if !strings.Contains(addr, ":") {
+		addr = ":" + addr
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return h, usagef("--hl7-listen %q: want [host:]port", o.hl7Listen)
+	}
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	h.listen = net.JoinHostPort(host, port)
+	h.receiver = &hl7feed.ReceiverConfig{
+		Fault: f, FaultRate: o.hl7FaultRate, SlowAck: o.hl7SlowAck, Seed: seed,
+		Logger: log.With("component", "hl7-receiver"),
+	}
+	return h, nil
 }
 
 // config validates the options and builds the simulator configuration.
@@ -179,24 +284,112 @@ func simCmd() *command {
 				if err != nil {
 					return err
 				}
+				h, err := o.hl7(cfg.Tenants, o.seed, log)
+				if err != nil {
+					return err
+				}
 				start := time.Now()
 				s, err := sim.New(cfg)
 				if err != nil {
 					return err
 				}
+				var feed *hl7feed.Feed
+				if h.feed != nil {
+					src := hl7feed.FromSim(s, h.feedTenant)
+					if _, err := hl7feed.Messages(src, 1, 0, hl7feed.FeedConfig{}); err != nil {
+						return fmt.Errorf("--hl7-feed: tenant %s: %w", h.feedTenant, err)
+					}
+					feed = hl7feed.NewFeed(src, *h.feed)
+				}
 				ln, err := net.Listen("tcp", o.listen)
 				if err != nil {
 					return fmt.Errorf("listen on %s: %w", o.listen, err)
 				}
+				var hl7ln net.Listener
+				var rcv *hl7feed.Receiver
+				if h.receiver != nil {
+					if hl7ln, err = net.Listen("tcp", h.listen); err != nil {
+						ln.Close()
+						return fmt.Errorf("--hl7-listen %s: %w", h.listen, err)
+					}
+					rcv = hl7feed.NewReceiver(*h.receiver)
+				}
 				s.SetRoot("http://" + ln.Addr().String())
-				printSimBanner(env, s, time.Since(start), cfg.Tenants[0].ChangeRate, cfg.Tenants[0].Clients)
-				return s.Serve(ctx, ln)
+				printSimBanner(env, s, time.Since(start), cfg.Tenants[0].ChangeRate, cfg.Tenants[0].Clients,
+					func() { printHL7Banner(env, h, hl7ln) })
+				return runSim(ctx, env, s, ln, rcv, hl7ln, feed)
 			}
 		},
 	}
 }
 
-func printSimBanner(env *cliEnv, s *sim.Sim, took time.Duration, rate float64, clients []authserver.Client) {
+// runSim serves the simulator and its HL7 feed and receiver until ctx ends
+// (the feed may finish first), then prints the HL7 counts.
+func runSim(ctx context.Context, env *cliEnv, s *sim.Sim, ln net.Listener, rcv *hl7feed.Receiver, hl7ln net.Listener, feed *hl7feed.Feed) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return s.Serve(gctx, ln) })
+	if rcv != nil {
+		g.Go(func() error { return rcv.Serve(gctx, hl7ln) })
+	}
+	feedDone := false
+	if feed != nil {
+		g.Go(func() error {
+			err := feed.Run(gctx)
+			if err != nil && !errors.Is(err, context.Canceled) {
+				return fmt.Errorf("hl7 feed: %w", err)
+			}
+			if err == nil && gctx.Err() == nil { // --hl7-count reached
+				printFeedStats(env, "HL7 feed finished", feed.Stats())
+				feedDone = true
+			}
+			return nil
+		})
+	}
+	err := g.Wait()
+	if feed != nil && !feedDone {
+		printFeedStats(env, "HL7 feed", feed.Stats())
+	}
+	if rcv != nil {
+		st := rcv.Stats()
+		fmt.Fprintf(env.stdout, "HL7 receiver: %d received, %d AA, %d AE, %d AR, %d unanswered, %d slow, %d disconnects\n",
+			st.Received, st.Acked, st.Naks+st.Invalid, st.Rejects, st.NoAcks, st.Slow, st.Disconnects)
+	}
+	return err
+}
+
+func printFeedStats(env *cliEnv, what string, st hl7feed.FeedStats) {
+	fmt.Fprintf(env.stdout, "%s: %d sent, %d accepted, %d not accepted (AE/AR), %d without ACK, %d bad ACKs\n",
+		what, st.Sent, st.Accepted, st.Errors, st.NoAck, st.BadAck)
+}
+
+func printHL7Banner(env *cliEnv, h hl7Setup, hl7ln net.Listener) {
+	w := env.stdout
+	if hl7ln != nil {
+		what := "ACKs every message"
+		if rc := h.receiver; rc.Fault != hl7feed.FaultNone {
+			what = fmt.Sprintf("fault %s on %g%% of messages", rc.Fault, rc.FaultRate*100)
+			if rc.Fault == hl7feed.FaultSlowAck {
+				what += fmt.Sprintf(" (%s)", rc.SlowAck)
+			}
+		}
+		fmt.Fprintf(w, "HL7 receiver  %s  (MLLP; %s)\n", hl7ln.Addr(), what)
+	}
+	if fc := h.feed; fc != nil {
+		rate := "as fast as ACKs come back"
+		if fc.Rate > 0 {
+			rate = fmt.Sprintf("%g msg/s", fc.Rate)
+		}
+		count := "until stopped"
+		if fc.Count > 0 {
+			count = fmt.Sprintf("%d messages", fc.Count)
+		}
+		fmt.Fprintf(w, "HL7 feed      %s  (MLLP; tenant %s, %s, %s)\n", fc.To, h.feedTenant, rate, count)
+	}
+}
+
+// printSimBanner prints the tenants' URLs and the settings; more prints
+// further lines (the HL7 ones) before the last.
+func printSimBanner(env *cliEnv, s *sim.Sim, took time.Duration, rate float64, clients []authserver.Client, more func()) {
 	w := env.stdout
 	fmt.Fprintf(w, "mediflow EHR simulator on %s (data ready in %s)\n\n", s.Root(), took.Round(time.Millisecond))
 	for _, id := range s.Tenants() {
@@ -217,5 +410,6 @@ func printSimBanner(env *cliEnv, s *sim.Sim, took time.Duration, rate float64, c
 	if rate > 0 {
 		fmt.Fprintf(w, "Change generator: %g changes/s per tenant.\n", rate)
 	}
+	more()
 	fmt.Fprintf(w, "Admin: %s/_sim/tenants   Press Ctrl-C to stop.\n", s.Root())
 }
