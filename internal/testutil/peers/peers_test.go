@@ -163,9 +163,24 @@ func TestMedplumServer(t *testing.T) {
 		t.Fatalf("after update: header %+v (before %+v), err %v", h2, h, err)
 	}
 
-	// _lastUpdated finds exactly the updated resource.
+	// _lastUpdated after the newest of the other patients finds exactly the
+	// updated one (the transaction created them over several milliseconds,
+	// so patients[0]'s own time would find later-created ones too).
+	newest := h.LastUpdated
+	for _, id := range patients[1:] {
+		o, err := fhir.ParseHeader(Read(t, base, "Patient", id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o.LastUpdated.After(newest) {
+			newest = o.LastUpdated
+		}
+	}
+	if !h2.LastUpdated.After(newest) {
+		t.Fatalf("the update (%v) is not after the newest created patient (%v)", h2.LastUpdated, newest)
+	}
 	var changed fhir.Bundle
-	getJSON(t, base+"/Patient?_lastUpdated=gt"+url.QueryEscape(fhir.FormatInstant(h.LastUpdated)), &changed)
+	getJSON(t, base+"/Patient?_lastUpdated=gt"+url.QueryEscape(fhir.FormatInstant(newest)), &changed)
 	if changed.Total == nil || *changed.Total != 1 || len(changed.Entry) != 1 {
 		t.Fatalf("_lastUpdated search: total %v, %d entries; want 1", changed.Total, len(changed.Entry))
 	}
