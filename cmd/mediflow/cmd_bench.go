@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"testing"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/bench"
@@ -13,13 +14,15 @@ import (
 )
 
 const benchLong = `
-Measures mediflow on this machine, everything in one process over loopback.
+Measures mediflow on this machine over loopback.
 
   sync  Starts the EHR simulator (generic flavour, SMART backend-services
         auth) with synthetic data sized to at least --resources resources,
-        and runs one full sync of every data class into a fresh SQLite store
-        in --dir. Prints resources, seconds, resources/s, peak RSS (VmHWM:
-        it includes the simulator and its in-memory data) and the store size.
+        in a child process of this binary (--sim-process=false keeps it in
+        this process), and runs one full sync of every data class into a
+        fresh SQLite store in --dir. Prints resources, seconds, resources/s,
+        the peak RSS (VmHWM) of the engine's process and, separately, of the
+        simulator's (it holds the whole data set), and the store size.
         Default --resources 200000.
   api   Fills a store the same way (default --resources 50000), serves the
         app-facing API on loopback and sends GET /fhir/bench/Patient?_count=20
@@ -29,15 +32,39 @@ Measures mediflow on this machine, everything in one process over loopback.
         FHIR server of peers/ (needs Node.js and its node_modules) and its
         Patient?_count=20 is measured with the same load generator.
 
+  hl7-ingest
+        Starts an HL7 v2 listener on loopback with a fresh SQLite store in
+        --dir and sends --messages messages (default 100000, ADT^A08 and
+        ORU^R01 from 20 facilities) over --concurrency MLLP connections, each
+        waiting for its ACK (commit-then-ACK: an ACK means stored); prints
+        messages/s. Then sends --rate messages/s (default 1000) for
+        --duration and prints ACK latency p50/p90/p99 from each message's
+        scheduled send time. Checks every ACK and that the store holds each
+        message once. --process also converts the messages to FHIR while
+        they arrive, as the engine does. Prints peak RSS (VmHWM).
+
+  hl7-parse
+        Parses every message of the CDC HL7 v2 sample set (shared test data
+        beside the repository) and internal/hl7/testdata/*.hl7 over and over
+        (about --messages messages per loop, default 100000) with mediflow's
+        parser on one goroutine and, with --peer (the default), with
+        Medplum's parser (peers/hl7-parse.mjs, one Node.js process; needs
+        Node.js and its node_modules) on the same messages, one after the
+        other. Prints messages/s and MB/s for parsing alone and for parsing
+        plus reading MSH-9, MSH-10, PID-3, PID-5, OBX-3 and OBX-5, and the
+        ratio between the two parsers.
+
 The load generator shares the CPUs with the server it measures; see
 docs/benchmarks.md for method and numbers.
 
-Flags may come before or after the word sync or api.
+Flags may come before or after the word sync, api, hl7-ingest or hl7-parse.
 
 Examples:
   mediflow bench sync
   mediflow bench sync --resources 500000 --page-size 1000 --dir /tmp/bench
   mediflow bench api --concurrency 16 --duration 20s
+  mediflow bench hl7-ingest --concurrency 8 --messages 100000 --rate 1000
+  mediflow bench hl7-parse --messages 200000
   mediflow bench sync --cpuprofile sync.pprof && go tool pprof -top sync.pprof`
 
 // benchOptions are the flags of `mediflow bench`.
@@ -52,6 +79,10 @@ type benchOptions struct {
 	peer        bool
 	cpuProfile  string
 	logLevel    string
+	messages    int
+	rate        int
+	process     bool
+	simProcess  bool
 }
 
 func (o *benchOptions) define(fs *flag.FlagSet) {
@@ -62,33 +93,40 @@ func (o *benchOptions) define(fs *flag.FlagSet) {
 	fs.IntVar(&o.concurrency, "concurrency", 8, "api: concurrent keep-alive clients")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "api: how long each search is measured")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "api: load sent before each measurement, not counted")
-	fs.BoolVar(&o.peer, "peer", true, "api: also measure the Medplum peer server when it is installed in peers/")
+	fs.BoolVar(&o.peer, "peer", true, "api, hl7-parse: also measure the Medplum peer (FHIR server, HL7 parser) when it is installed in peers/")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part to `file`")
 	fs.StringVar(&o.logLevel, "log-level", "error", "engine log level (logs go to stderr)")
+	fs.IntVar(&o.messages, "messages", 100000, "hl7-ingest: messages sent in the throughput phase; hl7-parse: messages parsed per measured loop")
+	fs.IntVar(&o.rate, "rate", 1000, "hl7-ingest: messages/s of the latency phase (it lasts --duration; 0 skips it)")
+	fs.BoolVar(&o.process, "process", false, "hl7-ingest: convert the messages to FHIR while they arrive")
+	fs.BoolVar(&o.simProcess, "sim-process", true, "sync: run the simulator in a child process, so peak RSS is the engine's alone (false: in this process)")
 }
 
 func benchCmd() *command {
 	return &command{
 		name:    "bench",
 		summary: "measure sync throughput and API search speed against the built-in simulator",
-		usage:   "sync | api",
+		usage:   "sync | api | hl7-ingest | hl7-parse",
 		long:    benchLong,
 		flags: func(fs *flag.FlagSet) func(context.Context, *cliEnv, []string) error {
 			o := &benchOptions{}
 			o.define(fs)
 			return func(ctx context.Context, env *cliEnv, args []string) error {
 				if len(args) == 0 {
-					return usagef("say what to measure: sync or api")
+					return usagef("say what to measure: sync, api, hl7-ingest or hl7-parse")
 				}
 				mode := args[0]
+				if mode == "sim-source" { // internal: the simulator process of bench sync, not in the help
+					return bench.SimSourceMain(ctx, args[1:], os.Stdin, env.stdout, env.stderr)
+				}
 				if err := fs.Parse(args[1:]); err != nil {
 					return usagef("%v", err)
 				}
 				if fs.NArg() > 0 {
 					return usagef("unexpected arguments %q", fs.Args())
 				}
-				if mode != "sync" && mode != "api" {
-					return usagef("unknown benchmark %q (want sync or api)", mode)
+				if mode != "sync" && mode != "api" && mode != "hl7-ingest" && mode != "hl7-parse" {
+					return usagef("unknown benchmark %q (want sync, api, hl7-ingest or hl7-parse)", mode)
 				}
 				return o.run(ctx, env, mode)
 			}
@@ -119,7 +157,35 @@ func (o *benchOptions) run(ctx context.Context, env *cliEnv, mode string) error 
 	defer stopProfile()
 	switch mode {
 	case "sync":
+		if o.simProcess {
+			if setup.SimCommand, err = simSourceCommand(); err != nil {
+				return err
+			}
+		}
 		res, err := bench.RunSync(ctx, setup)
+		if err != nil {
+			return err
+		}
+		res.Print(out)
+	case "hl7-ingest":
+		if o.messages < 1 || o.rate < 0 {
+			return usagef("--messages must be positive and --rate not negative")
+		}
+		rate := o.rate
+		if rate == 0 {
+			rate = -1
+		}
+		res, err := bench.RunHL7Ingest(ctx, bench.HL7IngestOptions{Messages: o.messages, Conns: o.concurrency, Rate: rate,
+			RateDuration: o.duration, Process: o.process, Dir: o.dir, Log: setup.Log, Progress: env.stderr})
+		if err != nil {
+			return err
+		}
+		res.Print(out)
+	case "hl7-parse":
+		if o.messages < 1 {
+			return usagef("--messages must be positive")
+		}
+		res, err := bench.RunHL7Parse(ctx, bench.HL7ParseOptions{Messages: o.messages, Peer: o.peer, Progress: env.stderr})
 		if err != nil {
 			return err
 		}
@@ -152,4 +218,18 @@ func (o *benchOptions) startProfile() (func(), error) {
 		pprof.StopCPUProfile()
 		f.Close()
 	}, nil
+}
+
+// simSourceCommand is how bench sync starts its simulator process: this
+// binary's hidden `bench sim-source` mode. Under go test the executable is
+// a test binary without that mode, so the simulator stays in-process (nil).
+func simSourceCommand() ([]string, error) {
+	if testing.Testing() {
+		return nil, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("bench: finding this binary to run the simulator process: %w", err)
+	}
+	return []string{exe, "bench", "sim-source"}, nil
 }

@@ -1,6 +1,7 @@
 // Package bench is mediflow's benchmark harness: it measures sync
-// throughput from the built-in EHR simulator into a fresh SQLite store
-// (RunSync), and the app-facing FHIR API's request rate and latency under
+// throughput from the built-in EHR simulator (in this process or a child
+// process, so the engine's memory is measured alone) into a fresh SQLite
+// store (RunSync), and the app-facing FHIR API's request rate and latency under
 // concurrent keep-alive load (RunAPI, with the same load generator optionally
 // aimed at the Medplum peer server). `mediflow bench` and the package's
 // go test benchmarks both call it; it checks correctness (the store holds
@@ -53,14 +54,24 @@ type Setup struct {
 	Seed uint64
 	// Log receives the engine's logs (nil: discarded). Use obs.NewLogger.
 	Log *slog.Logger
-	// Progress, when set, receives one line per setup step.
+	// Progress, when set, receives one line per setup step (and the
+	// simulator process's standard error).
 	Progress io.Writer
+	// SimCommand, when set, runs the simulator in a child process, so this
+	// process's peak RSS is the engine's alone: the program and leading
+	// arguments of a command that calls SimSourceMain with the arguments
+	// NewEnv appends, e.g. {"/usr/bin/mediflow", "bench", "sim-source"}.
+	// Empty: the simulator runs in this process (Env.Sim; RunAPI's Medplum
+	// comparison needs that).
+	SimCommand []string
 }
 
 // Env is a running simulator with its data, a signing key registered with
 // it, a configuration file written for it, and an engine built from that
 // file on a fresh store.
 type Env struct {
+	// Sim is the in-process simulator; nil when it runs in a child process
+	// (Setup.SimCommand).
 	Sim    *sim.Sim
 	Engine *engine.Engine
 	// Config is the configuration file the engine was loaded from.
@@ -78,11 +89,13 @@ type Env struct {
 
 	dir     string
 	tempDir bool
-	cancel  context.CancelFunc
+	source  *source     // the in-process simulator, when it runs here
+	child   *simProcess // the simulator process, when it runs in one
 }
 
 // NewEnv starts the simulator (on 127.0.0.1, SMART backend-services auth)
-// with at least s.Resources resources, and an engine on a new SQLite store.
+// with at least s.Resources resources, in this process or, with
+// s.SimCommand, in a child process, and an engine on a new SQLite store.
 // Close it when done.
 func NewEnv(ctx context.Context, s Setup) (*Env, error) {
 	if s.Resources <= 0 {
@@ -118,33 +131,6 @@ func NewEnv(ctx context.Context, s Setup) (*Env, error) {
 		}
 	}
 
-	start := time.Now()
-	data, err := SizeData(s.Resources, s.Seed)
-	if err != nil {
-		e.Close()
-		return nil, err
-	}
-	e.Patients = data.Patients
-	progress("generating synthetic data: %d patients for at least %d resources", data.Patients, s.Resources)
-	simulator, err := sim.New(sim.Config{Tenants: []sim.TenantConfig{{ID: Practice, Flavor: generic.Name, Seed: s.Seed, Data: &data}}})
-	if err != nil {
-		e.Close()
-		return nil, fmt.Errorf("bench: simulator: %w", err)
-	}
-	e.GenerateTime = time.Since(start)
-	e.Sim = simulator
-	for _, n := range simulator.Counts(Practice) {
-		e.SourceResources += n
-	}
-	progress("simulator holds %d resources (generated in %s)", e.SourceResources, e.GenerateTime.Round(time.Millisecond))
-
-	simCtx, cancel := context.WithCancel(ctx)
-	e.cancel = cancel
-	if _, err := simulator.Start(simCtx, "127.0.0.1:0"); err != nil {
-		e.Close()
-		return nil, fmt.Errorf("bench: simulator: %w", err)
-	}
-
 	key, err := smart.GenerateKey(smart.AlgES384)
 	if err != nil {
 		e.Close()
@@ -164,22 +150,42 @@ func NewEnv(ctx context.Context, s Setup) (*Env, error) {
 		e.Close()
 		return nil, err
 	}
-	types := simulator.ResourceTypes(Practice)
-	scopes := make([]string, 0, len(types))
-	for _, rt := range types {
-		scopes = append(scopes, "system/"+rt+".rs")
+
+	var baseURL string
+	if len(s.SimCommand) > 0 {
+		jwksFile := filepath.Join(e.dir, "bench.jwks.json")
+		if err := os.WriteFile(jwksFile, jwks, 0o600); err != nil {
+			e.Close()
+			return nil, fmt.Errorf("bench: %w", err)
+		}
+		progress("starting the simulator process")
+		child, err := startSimProcess(ctx, s.SimCommand, s.Resources, s.Seed, jwksFile, s.Progress)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.child = child
+		baseURL = child.ready.BaseURL
+		e.Patients, e.SourceResources = child.ready.Patients, child.ready.Resources
+		e.GenerateTime = time.Duration(child.ready.GenerateNanos)
+	} else {
+		src, err := startSource(ctx, s.Resources, s.Seed, jwks, progress)
+		if err != nil {
+			e.Close()
+			return nil, err
+		}
+		e.source, e.Sim = src, src.sim
+		baseURL = src.sim.BaseURL(Practice)
+		e.Patients, e.SourceResources, e.GenerateTime = src.patients, src.resources, src.generateTime
 	}
-	if err := simulator.RegisterClient(Practice, authserver.Client{ID: "mediflow-bench", JWKS: jwks, Scopes: scopes}); err != nil {
-		e.Close()
-		return nil, fmt.Errorf("bench: %w", err)
-	}
+
 	e.APIKey = "bench-api-key-" + strconv.FormatUint(s.Seed, 16) + "-0123456789abcdef"
 	if err := os.WriteFile(filepath.Join(e.dir, "app.key"), []byte(e.APIKey+"\n"), 0o600); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("bench: %w", err)
 	}
 	e.Config = filepath.Join(e.dir, "mediflow.yaml")
-	if err := os.WriteFile(e.Config, []byte(configYAML(simulator.BaseURL(Practice), filepath.Base(e.StorePath), s.PageSize)), 0o600); err != nil {
+	if err := os.WriteFile(e.Config, []byte(configYAML(baseURL, filepath.Base(e.StorePath), s.PageSize)), 0o600); err != nil {
 		e.Close()
 		return nil, fmt.Errorf("bench: %w", err)
 	}
@@ -201,6 +207,62 @@ func NewEnv(ctx context.Context, s Setup) (*Env, error) {
 	return e, nil
 }
 
+// source is a simulator serving the benchmark's synthetic data on
+// 127.0.0.1 with the benchmark client registered. The in-process mode and
+// the simulator process (SimSourceMain) both run one.
+type source struct {
+	sim          *sim.Sim
+	cancel       context.CancelFunc
+	patients     int
+	resources    int
+	generateTime time.Duration
+}
+
+// startSource generates at least resources resources from seed, serves
+// them on 127.0.0.1:0 and registers the client "mediflow-bench" with the
+// public keys jwks and a read/search scope for every resource type. Stop it
+// with stop.
+func startSource(ctx context.Context, resources int, seed uint64, jwks []byte, progress func(string, ...any)) (*source, error) {
+	start := time.Now()
+	data, err := SizeData(resources, seed)
+	if err != nil {
+		return nil, err
+	}
+	progress("generating synthetic data: %d patients for at least %d resources", data.Patients, resources)
+	simulator, err := sim.New(sim.Config{Tenants: []sim.TenantConfig{{ID: Practice, Flavor: generic.Name, Seed: seed, Data: &data}}})
+	if err != nil {
+		return nil, fmt.Errorf("bench: simulator: %w", err)
+	}
+	src := &source{sim: simulator, patients: data.Patients, generateTime: time.Since(start)}
+	for _, n := range simulator.Counts(Practice) {
+		src.resources += n
+	}
+	progress("simulator holds %d resources (generated in %s)", src.resources, src.generateTime.Round(time.Millisecond))
+
+	simCtx, cancel := context.WithCancel(ctx)
+	if _, err := simulator.Start(simCtx, "127.0.0.1:0"); err != nil {
+		cancel()
+		return nil, fmt.Errorf("bench: simulator: %w", err)
+	}
+	src.cancel = cancel
+	types := simulator.ResourceTypes(Practice)
+	scopes := make([]string, 0, len(types))
+	for _, rt := range types {
+		scopes = append(scopes, "system/"+rt+".rs")
+	}
+	if err := simulator.RegisterClient(Practice, authserver.Client{ID: "mediflow-bench", JWKS: jwks, Scopes: scopes}); err != nil {
+		src.stop()
+		return nil, fmt.Errorf("bench: %w", err)
+	}
+	return src, nil
+}
+
+// stop stops serving and waits for the simulator's goroutines.
+func (s *source) stop() {
+	s.cancel()
+	s.sim.Wait()
+}
+
 // configYAML is the benchmark's configuration: one practice, one SMART
 // connection to the simulator syncing every data class, one app.
 func configYAML(baseURL, storeFile string, pageSize int) string {
@@ -217,19 +279,29 @@ func configYAML(baseURL, storeFile string, pageSize int) string {
 	return b.String()
 }
 
-// Close stops the simulator, closes the engine's store and removes a
-// temporary folder.
+// Close stops the simulator (in-process or child process), closes the
+// engine's store and removes a temporary folder.
 func (e *Env) Close() {
 	if e.Engine != nil {
 		_ = e.Engine.Close()
 	}
-	if e.cancel != nil {
-		e.cancel()
-		e.Sim.Wait()
+	if e.source != nil {
+		e.source.stop()
+	}
+	if e.child != nil {
+		_, _ = e.child.stop()
 	}
 	if e.tempDir {
 		_ = os.RemoveAll(e.dir)
 	}
+}
+
+// sourceCounts is the number of resources per type the simulator holds.
+func (e *Env) sourceCounts() map[string]int {
+	if e.child != nil {
+		return e.child.ready.Counts
+	}
+	return e.Sim.Counts(Practice)
 }
 
 // StoreBytes is the size of the store on disk: the SQLite files (database,

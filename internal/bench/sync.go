@@ -25,11 +25,17 @@ type SyncResult struct {
 	Duration time.Duration
 	// PerSecond is Resources / Duration.
 	PerSecond float64
-	// PeakRSS is the process's peak resident set size in bytes, simulator
-	// and its in-memory data included.
+	// PeakRSS is this process's peak resident set size in bytes (VmHWM):
+	// the engine's alone when SimProcess, otherwise the simulator and its
+	// in-memory data included.
 	PeakRSS int64
-	// HeapBase is the live Go heap before the sync (after a GC, with the
-	// simulator's data loaded); HeapPeak is the highest live heap any GC saw
+	// SimProcess says the simulator ran in a child process; SimPeakRSS is
+	// that process's peak resident set size in bytes (RunSync only; 0
+	// where /proc is unavailable).
+	SimProcess bool
+	SimPeakRSS int64
+	// HeapBase is the live Go heap before the sync (after a GC; with the
+	// simulator's data loaded unless SimProcess); HeapPeak is the highest live heap any GC saw
 	// during the sync; HeapAfter is the live heap after it (after a GC).
 	// HeapPeak-HeapBase is what the sync held at its worst; for flat memory
 	// it must not grow with Resources.
@@ -45,6 +51,8 @@ type SyncResult struct {
 
 // RunSync builds an Env, runs one full sync of every data class and checks
 // the store holds exactly as many resources of each type as the source.
+// With s.SimCommand it also stops the simulator process after the sync and
+// reports its peak RSS.
 func RunSync(ctx context.Context, s Setup) (*SyncResult, error) {
 	env, err := NewEnv(ctx, s)
 	if err != nil {
@@ -56,6 +64,11 @@ func RunSync(ctx context.Context, s Setup) (*SyncResult, error) {
 		return nil, err
 	}
 	res.PageSize = s.PageSize
+	if env.child != nil {
+		if res.SimPeakRSS, err = env.child.stop(); err != nil {
+			return nil, err
+		}
+	}
 	// Closing checkpoints the WAL into the database file: measure that.
 	if err := env.Engine.Close(); err != nil {
 		return nil, fmt.Errorf("bench: closing the store: %w", err)
@@ -92,7 +105,8 @@ func (e *Env) Sync(ctx context.Context) (*SyncResult, error) {
 	runtime.GC()
 	heapAfter := heapInUse()
 
-	res := &SyncResult{Types: map[string]int{}, Duration: took, Patients: e.Patients, GenerateTime: e.GenerateTime, HeapBase: base, HeapPeak: max(peak, base), HeapAfter: heapAfter}
+	res := &SyncResult{Types: map[string]int{}, Duration: took, Patients: e.Patients, GenerateTime: e.GenerateTime,
+		HeapBase: base, HeapPeak: max(peak, base), HeapAfter: heapAfter, SimProcess: e.child != nil}
 	runs, err := st.ListRuns(ctx, Practice, "", 100)
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
@@ -113,7 +127,7 @@ func (e *Env) Sync(ctx context.Context) (*SyncResult, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: %w", err)
 	}
-	want := e.Sim.Counts(Practice)
+	want := e.sourceCounts()
 	var diffs []string
 	for rt, n := range want {
 		if counts[rt] != n {
@@ -146,9 +160,16 @@ func (r *SyncResult) Print(w io.Writer) {
 	fmt.Fprintf(w, "resources      %d (%d patients, %d pages of %d)\n", r.Resources, r.Patients, r.Pages, r.PageSize)
 	fmt.Fprintf(w, "sync time      %.2f s\n", r.Duration.Seconds())
 	fmt.Fprintf(w, "throughput     %.0f resources/s\n", r.PerSecond)
-	fmt.Fprintf(w, "peak RSS       %.0f MiB (VmHWM; includes the in-process simulator and its data)\n", float64(r.PeakRSS)/(1<<20))
-	fmt.Fprintf(w, "live heap      %.0f MiB before the sync (simulator data loaded), peak %.0f MiB during it (+%.0f MiB), %.0f MiB after it\n",
-		float64(r.HeapBase)/(1<<20), float64(r.HeapPeak)/(1<<20), float64(r.HeapPeak-r.HeapBase)/(1<<20), float64(r.HeapAfter)/(1<<20))
+	loaded := " (simulator data loaded)"
+	if r.SimProcess {
+		loaded = ""
+		fmt.Fprintf(w, "peak RSS       %.0f MiB engine process (VmHWM; the simulator runs in a separate process)\n", float64(r.PeakRSS)/(1<<20))
+		fmt.Fprintf(w, "sim peak RSS   %.0f MiB simulator process (VmHWM; holds the whole synthetic data set)\n", float64(r.SimPeakRSS)/(1<<20))
+	} else {
+		fmt.Fprintf(w, "peak RSS       %.0f MiB (VmHWM; includes the in-process simulator and its data)\n", float64(r.PeakRSS)/(1<<20))
+	}
+	fmt.Fprintf(w, "live heap      %.0f MiB before the sync%s, peak %.0f MiB during it (+%.0f MiB), %.0f MiB after it\n",
+		float64(r.HeapBase)/(1<<20), loaded, float64(r.HeapPeak)/(1<<20), float64(r.HeapPeak-r.HeapBase)/(1<<20), float64(r.HeapAfter)/(1<<20))
 	fmt.Fprintf(w, "store size     %.1f MiB\n", float64(r.StoreBytes)/(1<<20))
 	fmt.Fprintf(w, "data generated in %.2f s (not part of the sync time)\n", r.GenerateTime.Seconds())
 	types := make([]string, 0, len(r.Types))
