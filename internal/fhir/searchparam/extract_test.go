@@ -437,6 +437,7 @@ func TestDefsCoverage(t *testing.T) {
 		"AllergyIntolerance": {"patient", "clinical-status", "code"},
 		"MedicationRequest":  {"patient", "subject", "status", "intent", "authoredon", "encounter"},
 		"DocumentReference":  {"patient", "subject", "type", "category", "date", "status", "encounter", "identifier"},
+		"DiagnosticReport":   {"patient", "subject", "identifier", "code", "category", "status", "date", "encounter", "result"},
 	}
 	if got := len(ResourceTypes()); got != len(required) {
 		t.Errorf("ResourceTypes: %d types, want %d", got, len(required))
