@@ -64,6 +64,12 @@ type HL7IngestResult struct {
 	Max           time.Duration
 	Late          int // messages whose send started more than 1 ms after their scheduled time
 
+	// Process only: the time from the end of the throughput phase until
+	// every message sent in it was processed (the conversion backlog), and
+	// the end-to-end rate: messages ÷ (throughput phase + drain).
+	Drain    time.Duration
+	EndToEnd float64
+
 	Stored     int   // messages in the store at the end
 	Processed  int   // of them processed (Process only)
 	PeakRSS    int64 // VmHWM of the process: server, store and load generator together
@@ -151,7 +157,25 @@ func RunHL7Ingest(ctx context.Context, o HL7IngestOptions) (*HL7IngestResult, er
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	p, err := hl7in.New(hl7in.Options{Store: cs, Converter: conv, Logger: log, DisableProcessing: !o.Process},
+	// done counts processing outcomes (any final status), so waiting for the
+	// backlog costs no store queries.
+	var done atomic.Int64
+	waitProcessed := func(n int64) error {
+		for done.Load() < n {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+		return nil
+	}
+	p, err := hl7in.New(hl7in.Options{Store: cs, Converter: conv, Logger: log, DisableProcessing: !o.Process,
+		OnProcessed: func(ev hl7in.Event) {
+			if ev.Status != store.MsgFailed {
+				done.Add(1)
+			}
+		}},
 		[]hl7in.Listener{{Practice: Practice, Name: "bench", Addr: "127.0.0.1:0", MaxConns: o.Conns + 8, DedupWindow: 24 * time.Hour}})
 	if err != nil {
 		return nil, err
@@ -219,6 +243,18 @@ func RunHL7Ingest(ctx context.Context, o HL7IngestOptions) (*HL7IngestResult, er
 	slices.Sort(all)
 	res.PhaseOneP99 = quantile(all, 0.99)
 	progress("  %.0f messages/s in %d commits", res.PerSecond, res.Batches)
+	if o.Process {
+		// The conversion backlog drains before the latency phase, so that
+		// phase measures a steady state, not the flood's aftermath.
+		progress("waiting for the conversion backlog")
+		t0 := time.Now()
+		if err := waitProcessed(int64(o.Messages)); err != nil {
+			return nil, err
+		}
+		res.Drain = time.Since(t0)
+		res.EndToEnd = float64(o.Messages) / (res.Duration + res.Drain).Seconds()
+		progress("  drained in %.2f s: %.0f messages/s end to end", res.Drain.Seconds(), res.EndToEnd)
+	}
 
 	// Phase 2: fixed rate.
 	if o.Rate > 0 {
@@ -280,19 +316,8 @@ func RunHL7Ingest(ctx context.Context, o HL7IngestOptions) (*HL7IngestResult, er
 
 	if o.Process {
 		progress("waiting for processing to finish")
-		for {
-			c, err := st.CountHL7Messages(ctx, Practice, store.DirectionInbound)
-			if err != nil {
-				return nil, err
-			}
-			if c[store.MsgReceived] == 0 && c[store.MsgFailed] == 0 {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(100 * time.Millisecond):
-			}
+		if err := waitProcessed(int64(o.Messages + res.RateSent)); err != nil {
+			return nil, err
 		}
 	}
 	if err := stopPipeline(); err != nil {
@@ -333,6 +358,10 @@ func (r *HL7IngestResult) Print(w io.Writer) {
 	if r.Batches > 0 {
 		fmt.Fprintf(w, "group commit   %d commits, %.1f messages per commit; ACK p99 under flood %.2f ms\n",
 			r.Batches, float64(r.Messages)/float64(r.Batches), ms(r.PhaseOneP99))
+	}
+	if r.Process {
+		fmt.Fprintf(w, "end to end     %.0f messages/s converted to FHIR and written (backlog drained %.2f s after the last ACK)\n",
+			r.EndToEnd, r.Drain.Seconds())
 	}
 	if r.RateSent > 0 {
 		fmt.Fprintf(w, "ACK latency    at %d messages/s for %s (%d messages): p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms (%d sent late)\n",
