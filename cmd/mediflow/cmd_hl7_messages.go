@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -90,6 +91,9 @@ func openSQLite(ctx context.Context, path string) (*sqlite.Store, error) {
 type hl7FilterFlags struct {
 	msgType, trigger, status, controlID, channel, facility, since, until string
 	limit                                                                int
+	// direction is in (also when empty), out or all; only hl7 messages
+	// has a flag for it.
+	direction string
 }
 
 func (f *hl7FilterFlags) define(fs *flag.FlagSet, defLimit int) {
@@ -107,15 +111,27 @@ func (f *hl7FilterFlags) define(fs *flag.FlagSet, defLimit int) {
 func (f *hl7FilterFlags) filter(now time.Time) (store.HL7Filter, error) {
 	hf := store.HL7Filter{Direction: store.DirectionInbound, MessageCode: f.msgType, TriggerEvent: f.trigger,
 		ControlID: f.controlID, Channel: f.channel, SendingFacility: f.facility, Limit: f.limit}
+	in := []string{store.MsgReceived, store.MsgProcessed, store.MsgFailed, store.MsgQuarantined, store.MsgIgnored}
+	out := []string{store.MsgQueued, store.MsgSent, store.MsgAcked, store.MsgRejected, store.MsgTimedOut}
+	statuses := in
+	switch f.direction {
+	case "", store.DirectionInbound:
+	case store.DirectionOutbound:
+		hf.Direction, statuses = store.DirectionOutbound, out
+	case "all":
+		hf.Direction, statuses = "", append(in, out...)
+	default:
+		return hf, usagef("unknown --direction %q (want in, out or all)", f.direction)
+	}
 	if f.status != "" {
 		for _, s := range strings.Split(f.status, ",") {
 			s = strings.TrimSpace(s)
-			switch s {
-			case store.MsgReceived, store.MsgProcessed, store.MsgFailed, store.MsgQuarantined, store.MsgIgnored:
+			switch {
+			case s == "":
+			case slices.Contains(statuses, s):
 				hf.Status = append(hf.Status, s)
-			case "":
 			default:
-				return hf, usagef("unknown --status %q (want received, processed, failed, quarantined or ignored)", s)
+				return hf, usagef("unknown --status %q (want %s)", s, strings.Join(statuses, ", "))
 			}
 		}
 	}
@@ -160,6 +176,12 @@ processing status, attempts, duplicates received and the PHI-free reason of
 a failure or quarantine. Nothing from the message body is shown unless you
 ask for one message's raw text with --id N --raw.
 
+--direction out lists the outbound messages instead (sent by mediflow's
+outbound HL7 channels or mediflow hl7 send --db): the time is when the
+message was queued, the channel the destination, ACK the code the receiver
+answered, and the statuses queued, sent (waiting for an answer or a retry),
+acked, rejected and timed-out. --direction all lists both.
+
 The store is the SQLite file (--db) or the one a configuration names
 (--config). A store is used by one process at a time: stop the engine (or
 mediflow hl7 listen) first.
@@ -184,6 +206,7 @@ Examples:
 			raw := fs.Bool("raw", false, "with --id: print the message exactly as received, one segment per line (it holds PHI)")
 			afterID := fs.Int64("before-id", 0, "page back: only messages with an id below `N`")
 			asc := fs.Bool("oldest-first", false, "list oldest first")
+			fs.StringVar(&ff.direction, "direction", "in", "`in` (received), out (sent) or all")
 			return func(ctx context.Context, env *cliEnv, args []string) error {
 				if len(args) > 0 {
 					return usagef("messages takes no arguments")
@@ -236,6 +259,7 @@ Examples:
 // messageJSON is the --json form of a stored message (no body).
 type messageJSON struct {
 	ID                int64      `json:"id"`
+	Direction         string     `json:"direction"`
 	Channel           string     `json:"channel"`
 	Peer              string     `json:"peer,omitempty"`
 	SendingApp        string     `json:"sendingApplication"`
@@ -246,6 +270,7 @@ type messageJSON struct {
 	TriggerEvent      string     `json:"triggerEvent"`
 	ControlID         string     `json:"controlId"`
 	ReceivedAt        time.Time  `json:"receivedAt"`
+	SentAt            *time.Time `json:"sentAt,omitempty"`
 	ProcessedAt       *time.Time `json:"processedAt,omitempty"`
 	AckCode           string     `json:"ackCode"`
 	Status            string     `json:"status"`
@@ -257,13 +282,17 @@ type messageJSON struct {
 func writeMessagesJSON(w io.Writer, msgs []store.HL7Message) error {
 	out := make([]messageJSON, 0, len(msgs))
 	for _, m := range msgs {
-		j := messageJSON{ID: m.ID, Channel: m.Channel, Peer: m.Peer, SendingApp: m.SendingApp, SendingFacility: m.SendingFacility,
+		j := messageJSON{ID: m.ID, Direction: m.Direction, Channel: m.Channel, Peer: m.Peer, SendingApp: m.SendingApp, SendingFacility: m.SendingFacility,
 			ReceivingApp: m.ReceivingApp, ReceivingFacility: m.ReceivingFacility, MessageCode: m.MessageCode,
 			TriggerEvent: m.TriggerEvent, ControlID: m.ControlID, ReceivedAt: m.ReceivedAt.UTC(), AckCode: m.AckCode,
 			Status: m.Status, Attempts: m.Attempts, Duplicates: m.Duplicates, Error: m.Error}
 		if !m.ProcessedAt.IsZero() {
 			t := m.ProcessedAt.UTC()
 			j.ProcessedAt = &t
+		}
+		if !m.SentAt.IsZero() {
+			t := m.SentAt.UTC()
+			j.SentAt = &t
 		}
 		out = append(out, j)
 	}

@@ -9,7 +9,9 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
+	"fmt"
 	"math/big"
 	"net"
 	"os"
@@ -22,6 +24,7 @@ import (
 	"github.com/mediflow/mediflow/internal/hl7"
 	"github.com/mediflow/mediflow/internal/hl7/ack"
 	"github.com/mediflow/mediflow/internal/hl7/mllp"
+	"github.com/mediflow/mediflow/internal/store"
 )
 
 // sendPeer is a loopback MLLP receiver for the send tests. It answers by
@@ -307,5 +310,165 @@ func sendWritePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// outboundRows reads the outbound messages of a store, oldest first.
+func outboundRows(t *testing.T, db, practice string) []store.HL7Message {
+	t.Helper()
+	st, err := openSQLite(t.Context(), db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rows, err := st.ListHL7Messages(t.Context(), practice, store.HL7Filter{Direction: store.DirectionOutbound, Ascending: true, WithBody: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rows
+}
+
+func TestHL7SendThroughStore(t *testing.T) {
+	peer := startSendPeer(t, nil)
+	db := filepath.Join(t.TempDir(), "mediflow.db")
+	f := writeHL7(t, "mixed.hl7", strings.ReplaceAll(sendMsg("OK1", "Doe")+sendMsg("REJ1", "Roe")+sendMsg("OK2", "Poe"), "\r", "\n"))
+	junk := writeHL7(t, "junk.hl7", "this is not HL7\n")
+	code, out, stderr := hl7Run(t, "hl7", "send", "--to", peer.addr, "--timeout", "5s", "--db", db, "--practice", "sunrise", f, junk)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	rows := outboundRows(t, db, "sunrise")
+	if len(rows) != 3 {
+		t.Fatalf("%d outbound messages stored, want 3 (the junk is not stored)", len(rows))
+	}
+	want := fmt.Sprintf("#%d OK1 AA\n#%d REJ1 AE Unknown patient\n#%d OK2 AA\n", rows[0].ID, rows[1].ID, rows[2].ID)
+	if !strings.HasPrefix(out, want) || !strings.HasPrefix(strings.TrimPrefix(out, want), "- - ") || !strings.Contains(out, "junk.hl7") {
+		t.Errorf("stdout:\n%s\nwant it to start with:\n%s- - junk.hl7: …", out, want)
+	}
+	if !strings.Contains(stderr, "2 of 4 messages not accepted") {
+		t.Errorf("stderr: %s", stderr)
+	}
+	got := peer.received()
+	if len(got) != 3 {
+		t.Fatalf("peer received %d messages, want 3", len(got))
+	}
+	for i, r := range rows {
+		// stored CR-ended, as sent
+		if !bytes.Equal(r.Body, got[i]) || r.Channel != "cli" || r.Peer != peer.addr || r.Direction != store.DirectionOutbound {
+			t.Errorf("row %d: channel %s peer %s, body sent as stored: %v", r.ID, r.Channel, r.Peer, bytes.Equal(r.Body, got[i]))
+		}
+		if r.Attempts != 1 || r.SentAt.IsZero() || r.MessageCode != "ADT" || r.TriggerEvent != "A08" {
+			t.Errorf("row %d: %+v", r.ID, r)
+		}
+	}
+	if rows[0].Status != store.MsgAcked || rows[0].AckCode != "AA" || rows[2].Status != store.MsgAcked {
+		t.Errorf("accepted rows: %s %s, %s", rows[0].Status, rows[0].AckCode, rows[2].Status)
+	}
+	if rows[1].Status != store.MsgRejected || rows[1].AckCode != "AE" ||
+		rows[1].Error != "AE Unknown patient; ERR PID-3 code 204: Unknown key identifier" {
+		t.Errorf("rejected row: %s %s %q", rows[1].Status, rows[1].AckCode, rows[1].Error)
+	}
+
+	// hl7 messages shows them with --direction out, and only then
+	code, out, stderr = hl7Run(t, "hl7", "messages", "--db", db, "--practice", "sunrise", "--direction", "out", "--json")
+	if code != 0 {
+		t.Fatalf("messages --direction out: exit %d: %s", code, stderr)
+	}
+	var listed []messageJSON
+	if err := json.Unmarshal([]byte(out), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 3 || listed[0].ID != rows[2].ID || listed[0].Direction != "out" || listed[0].SentAt == nil ||
+		listed[1].Status != store.MsgRejected || listed[1].AckCode != "AE" {
+		t.Errorf("messages --direction out --json:\n%s", out)
+	}
+	code, out, _ = hl7Run(t, "hl7", "messages", "--db", db, "--practice", "sunrise", "--direction", "out", "--status", "rejected")
+	if code != 0 || !strings.Contains(out, "REJ1") || strings.Contains(out, "OK1") {
+		t.Errorf("messages --direction out --status rejected: exit %d\n%s", code, out)
+	}
+	code, out, _ = hl7Run(t, "hl7", "messages", "--db", db, "--practice", "sunrise")
+	if code != 0 || strings.TrimSpace(out) != "no messages" {
+		t.Errorf("messages (inbound by default): exit %d\n%s", code, out)
+	}
+}
+
+func TestHL7SendThroughStoreNoAck(t *testing.T) {
+	peer := startSendPeer(t, nil)
+	db := filepath.Join(t.TempDir(), "mediflow.db")
+	f := writeHL7(t, "silent.hl7", sendMsg("SIL1", "Doe")+sendMsg("OK1", "Roe"))
+	code, out, stderr := hl7Run(t, "hl7", "send", "--to", peer.addr, "--timeout", "200ms", "--attempts", "2",
+		"--db", db, "--practice", "sunrise", "--name", "lab", f)
+	if code != 1 {
+		t.Fatalf("exit %d, want 1\nstdout:\n%s\nstderr:\n%s", code, out, stderr)
+	}
+	rows := outboundRows(t, db, "sunrise")
+	if len(rows) != 2 {
+		t.Fatalf("%d rows stored", len(rows))
+	}
+	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
+	if len(lines) != 2 || !strings.HasPrefix(lines[0], fmt.Sprintf("#%d SIL1 - ", rows[0].ID)) ||
+		!strings.Contains(lines[0], "no acknowledgment after 2 attempts") || lines[1] != fmt.Sprintf("#%d OK1 AA", rows[1].ID) {
+		t.Errorf("stdout:\n%s", out)
+	}
+	if rows[0].Status != store.MsgTimedOut || rows[0].Attempts != 2 || rows[0].Channel != "lab" || rows[1].Status != store.MsgAcked {
+		t.Errorf("rows: %s attempts %d channel %s; %s", rows[0].Status, rows[0].Attempts, rows[0].Channel, rows[1].Status)
+	}
+	got := peer.received()
+	if len(got) != 3 || !bytes.Equal(got[0], got[1]) || !bytes.Equal(got[0], rows[0].Body) {
+		t.Errorf("peer received %d messages; want the silent one twice with the same bytes, then the next", len(got))
+	}
+}
+
+func TestHL7SendThroughStoreStopAndResume(t *testing.T) {
+	peer := startSendPeer(t, nil)
+	db := filepath.Join(t.TempDir(), "mediflow.db")
+	f := writeHL7(t, "two.hl7", sendMsg("REJ1", "Doe")+sendMsg("OK1", "Roe"))
+	code, out, stderr := hl7Run(t, "hl7", "send", "--to", peer.addr, "--stop-on-error", "--db", db, "--practice", "sunrise", f)
+	rows := outboundRows(t, db, "sunrise")
+	if code != 1 || len(rows) != 2 || out != fmt.Sprintf("#%d REJ1 AE Unknown patient\n", rows[0].ID) {
+		t.Fatalf("exit %d, %d rows\nstdout:\n%s\nstderr:\n%s", code, len(rows), out, stderr)
+	}
+	if !strings.Contains(stderr, "1 of 1 messages not accepted (stopped at the first; 1 left queued in the store)") {
+		t.Errorf("stderr: %s", stderr)
+	}
+	if rows[1].Status != store.MsgQueued || rows[1].Attempts != 0 || len(peer.received()) != 1 {
+		t.Errorf("after the stop: OK1 %s attempts %d; peer received %d", rows[1].Status, rows[1].Attempts, len(peer.received()))
+	}
+
+	// the next run sends what was left first, then its own message
+	g := writeHL7(t, "one.hl7", sendMsg("OK2", "Poe"))
+	code, out, stderr = hl7Run(t, "hl7", "send", "--to", peer.addr, "--db", db, "--practice", "sunrise", g)
+	rows = outboundRows(t, db, "sunrise")
+	if code != 0 || len(rows) != 3 || out != fmt.Sprintf("#%d OK2 AA\n", rows[2].ID) {
+		t.Fatalf("second run: exit %d, %d rows\nstdout:\n%s\nstderr:\n%s", code, len(rows), out, stderr)
+	}
+	if !strings.Contains(stderr, "1 earlier message(s) still queued for cli are sent first") {
+		t.Errorf("stderr: %s", stderr)
+	}
+	if rows[1].Status != store.MsgAcked || rows[2].Status != store.MsgAcked {
+		t.Errorf("rows: %s %s", rows[1].Status, rows[2].Status)
+	}
+	got := peer.received()
+	if len(got) != 3 || !bytes.Equal(got[1], rows[1].Body) || !bytes.Equal(got[2], rows[2].Body) {
+		t.Errorf("peer received %d messages, want REJ1, OK1, OK2 in that order", len(got))
+	}
+}
+
+func TestHL7SendThroughStoreUsage(t *testing.T) {
+	f := writeHL7(t, "m.hl7", sendMsg("OK1", "Doe"))
+	db := filepath.Join(t.TempDir(), "mediflow.db")
+	for _, args := range [][]string{
+		{"send", "--to", "127.0.0.1:1", "--practice", "p", f},
+		{"send", "--to", "127.0.0.1:1", "--name", "x", f},
+		{"send", "--to", "127.0.0.1:1", "--db", db, f},
+		{"send", "--to", "127.0.0.1:1", "--db", db, "--practice", "p", "--name", "", f},
+		{"messages", "--db", db, "--practice", "p", "--direction", "sideways"},
+		{"messages", "--db", db, "--practice", "p", "--direction", "out", "--status", "received"},
+		{"messages", "--db", db, "--practice", "p", "--status", "acked"},
+	} {
+		code, _, stderr := hl7Run(t, append([]string{"hl7"}, args...)...)
+		if code != 2 {
+			t.Errorf("%v: exit %d, want 2 (%s)", args, code, stderr)
+		}
 	}
 }
