@@ -226,3 +226,24 @@ func waitFinal(t *testing.T, st store.MessageStore, d time.Duration, ids ...int6
 		return true
 	})
 }
+
+// waitFinalEvents is waitFinal, then waits for each message's final event:
+// the sender reports an outcome after storing it.
+func waitFinalEvents(t *testing.T, st store.MessageStore, ev *events, d time.Duration, ids ...int64) {
+	t.Helper()
+	waitFinal(t, st, d, ids...)
+	waitFor(t, "the messages' final events", d, func() bool {
+		seen := map[int64]bool{}
+		for _, e := range ev.all() {
+			if e.Final() {
+				seen[e.ID] = true
+			}
+		}
+		for _, id := range ids {
+			if !seen[id] {
+				return false
+			}
+		}
+		return true
+	})
+}

@@ -66,7 +66,7 @@ func TestDeliversInOrderAndStoresOutcome(t *testing.T) {
 		bodies = append(bodies, b)
 		ids = append(ids, enqueue(t, s, "ehr", b))
 	}
-	waitFinal(t, st, 10*time.Second, ids...)
+	waitFinalEvents(t, st, ev, 10*time.Second, ids...)
 
 	got := rcv.Messages()
 	if len(got) != len(bodies) {
@@ -149,7 +149,7 @@ func TestRejectedKeepsReceiverErrorAndGoesOn(t *testing.T) {
 	ar := enqueue(t, s, "ehr", mdm("AR1", "Doe"))
 	ok := enqueue(t, s, "ehr", mdm("OK1", "Doe"))
 	nak := enqueue(t, s, "sim", mdm("NAK1", "Doe"))
-	waitFinal(t, st, 10*time.Second, rej, ar, ok, nak)
+	waitFinalEvents(t, st, ev, 10*time.Second, rej, ar, ok, nak)
 
 	m := get(t, st, rej)
 	if m.Status != store.MsgRejected || m.AckCode != "AE" || m.Attempts != 1 {
@@ -194,7 +194,7 @@ func TestResendsSameBytesWhenNoAnswer(t *testing.T) {
 	start := time.Now()
 	id := enqueue(t, s, "ehr", mdm("SLOW1", "Doe"))
 	next := enqueue(t, s, "ehr", mdm("SLOW2", "Roe"))
-	waitFinal(t, st, 10*time.Second, id, next)
+	waitFinalEvents(t, st, ev, 10*time.Second, id, next)
 
 	got := p.received()
 	if len(got) != 4 {
@@ -322,7 +322,7 @@ func TestGivesUpAfterMaxRounds(t *testing.T) {
 	run(t, s)
 	sil := enqueue(t, s, "ehr", mdm("SIL1", "Doe"))
 	ok := enqueue(t, s, "ehr", mdm("OK1", "Roe"))
-	waitFinal(t, st, 10*time.Second, sil, ok)
+	waitFinalEvents(t, st, ev, 10*time.Second, sil, ok)
 	m := get(t, st, sil)
 	if m.Status != store.MsgTimedOut || m.Attempts != 4 || m.AckCode != "" || !strings.Contains(m.Error, "no acknowledgment after 4 attempts") || !strings.Contains(m.Error, "timeout") {
 		t.Errorf("silent message: status %s attempts %d ack %q error %q", m.Status, m.Attempts, m.AckCode, m.Error)
@@ -333,13 +333,18 @@ func TestGivesUpAfterMaxRounds(t *testing.T) {
 	if n := len(p.received()); n != 5 {
 		t.Errorf("the receiver got %d messages, want 4 attempts + 1", n)
 	}
-	var final []string
-	for _, e := range ev.all() {
-		if e.Final() {
-			final = append(final, e.Status)
+	// Events and counters follow the store update: wait for them.
+	finals := func() []string {
+		var final []string
+		for _, e := range ev.all() {
+			if e.Final() {
+				final = append(final, e.Status)
+			}
 		}
+		return final
 	}
-	if fmt.Sprint(final) != "[timed-out acked]" {
+	waitFor(t, "two final events", 10*time.Second, func() bool { return len(finals()) >= 2 && s.Status()[0].Acked == 1 })
+	if final := finals(); fmt.Sprint(final) != "[timed-out acked]" {
 		t.Errorf("final events %v", final)
 	}
 	if ds := s.Status()[0]; ds.TimedOut != 1 || ds.Acked != 1 {
