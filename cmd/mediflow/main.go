@@ -49,6 +49,7 @@ func commands() []*command {
 		demoCmd(),
 		benchCmd(),
 		hl7Cmd(),
+		fhirpathCmd(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
