@@ -1,0 +1,106 @@
+package mapping
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+
+	"github.com/mediflow/mediflow/internal/mapping/conceptmap"
+	"github.com/mediflow/mediflow/internal/sim"
+	"github.com/mediflow/mediflow/internal/sim/gen"
+	"github.com/mediflow/mediflow/profiles"
+)
+
+// benchMix returns simulator Patients, Appointments and Coverages of a
+// flavour, interleaved.
+func benchMix(b *testing.B, flavor string) [][]byte {
+	b.Helper()
+	s, err := sim.New(sim.Config{Tenants: []sim.TenantConfig{{ID: "bench", Flavor: flavor, Seed: 9, Data: &gen.Options{Patients: 200}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var lists [3][][]byte
+	for i, rt := range []string{"Patient", "Appointment", "Coverage"} {
+		for _, body := range s.Current("bench", rt) {
+			lists[i] = append(lists[i], body)
+		}
+	}
+	var out [][]byte
+	for i := 0; i < 200; i++ {
+		for _, l := range lists {
+			out = append(out, l[i%len(l)])
+		}
+	}
+	return out
+}
+
+func benchmarkMap(b *testing.B, vendor, flavor string) {
+	set, err := Load(profiles.FS, vendor, "", goldenPractice(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mix := benchMix(b, flavor)
+	var unmapped conceptmap.Unmapped
+	opts := MapOptions{Unmapped: &unmapped}
+	ctx := context.Background()
+	bytes := 0
+	for _, m := range mix {
+		bytes += len(m)
+	}
+	b.SetBytes(int64(bytes / len(mix)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, cpuOK := processCPU()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := set.Map(ctx, mix[i%len(mix)], opts); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+	if cpu1, ok := processCPU(); ok && cpuOK && cpu1 > cpu0 {
+		// Resources per second of CPU the process used (GC included):
+		// the per-core rate, whatever else runs on the machine.
+		b.ReportMetric(float64(b.N)/(cpu1-cpu0).Seconds(), "resources/cpu-s")
+	}
+}
+
+// BenchmarkMapMix maps a Patient + Appointment + Coverage mix (equal
+// parts) with the Epic profile and a practice layer, on one goroutine: run
+// with -cpu 1 for the per-core rate.
+func BenchmarkMapMix(b *testing.B) { benchmarkMap(b, "epic", "epic") }
+
+// BenchmarkMapMixGeneric is the same mix from the generic flavour.
+func BenchmarkMapMixGeneric(b *testing.B) { benchmarkMap(b, "generic", "generic") }
+
+// BenchmarkMapOracle maps Oracle Health's published Patient, Appointment
+// and Coverage examples with the Oracle Health profile (its codeSet rule
+// walks every coded element of a resource).
+func BenchmarkMapOracle(b *testing.B) {
+	set, err := Load(profiles.FS, "oracle-health", "", goldenPractice(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var docs [][]byte
+	for _, in := range oracleInputs(b) {
+		if strings.HasPrefix(in.name, "r4_patient") || strings.HasPrefix(in.name, "r4_appointment") || strings.HasPrefix(in.name, "r4_coverage") {
+			for _, r := range in.resources {
+				if bytes.Contains(r[:min(len(r), 40)], []byte(`"Patient"`)) || bytes.Contains(r[:min(len(r), 40)], []byte(`"Appointment"`)) || bytes.Contains(r[:min(len(r), 40)], []byte(`"Coverage"`)) {
+					docs = append(docs, r)
+				}
+			}
+		}
+	}
+	if len(docs) < 10 {
+		b.Fatalf("%d documents", len(docs))
+	}
+	ctx := context.Background()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := set.Map(ctx, docs[i%len(docs)], MapOptions{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+}

@@ -1,0 +1,688 @@
+package mapping
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+
+	"github.com/mediflow/mediflow/internal/fhir"
+	"github.com/mediflow/mediflow/internal/fhir/model"
+)
+
+// The engine decodes each resource once into plain Go values (map[string]any,
+// []any, string, json.Number, bool, nil — the shape fhirpath.Eval takes),
+// lets the rules change that tree in place and encodes it once. The decoder
+// and encoder here do only that, several times faster than encoding/json's
+// reflection-based interface{} path.
+
+// decodeJSON parses one JSON value. Numbers stay json.Number so decimals
+// keep their digits; invalid UTF-8 in strings becomes U+FFFD (as
+// encoding/json does); a duplicate member keeps its last value.
+func decodeJSON(data []byte) (any, error) {
+	var d jsonDecoder
+	return d.decode(data)
+}
+
+// decode parses data with d, whose scratch space is reused from call to
+// call (one decoder serves one goroutine at a time).
+func (d *jsonDecoder) decode(data []byte) (any, error) {
+	// Strings without escapes are slices of one copy of the input, so
+	// decoding allocates per object, array and boxed value, not per string.
+	d.data, d.src, d.pos = data, string(data), 0
+	defer func() { d.data, d.src = nil, "" }()
+	d.skipSpace()
+	v, err := d.value(0)
+	if err != nil {
+		return nil, err
+	}
+	d.skipSpace()
+	if d.pos != len(d.data) {
+		return nil, d.errorf("unexpected data after the JSON value")
+	}
+	return v, nil
+}
+
+type jsonDecoder struct {
+	data []byte
+	src  string // data as a string
+	pos  int
+	buf  []byte // scratch for strings with escapes
+	kvs  []jsonMember
+	vals []any
+	// With track set, the maps of a document are recorded in used so that
+	// recycle can hand them to the next document through free.
+	track bool
+	used  []map[string]any
+	free  []map[string]any
+}
+
+// maxFreeMaps bounds the maps a decoder keeps for reuse.
+const maxFreeMaps = 4096
+
+// newMap returns an empty map, reusing one of an earlier document when the
+// decoder has one (see recycle).
+func (d *jsonDecoder) newMap(n int) map[string]any {
+	var m map[string]any
+	if k := len(d.free); k > 0 && n <= 8 {
+		m = d.free[k-1]
+		d.free = d.free[:k-1]
+	} else {
+		m = make(map[string]any, n)
+	}
+	if d.track {
+		d.used = append(d.used, m)
+	}
+	return m
+}
+
+// recycle makes the maps of the last decoded document available to the
+// next one. Only call it when nothing refers to that document any more.
+func (d *jsonDecoder) recycle() {
+	for _, m := range d.used {
+		if len(d.free) >= maxFreeMaps {
+			break
+		}
+		// Only maps that stayed small (one group of 8 slots): a grown map
+		// would make every later use of it slower to iterate and clear.
+		if len(m) <= 8 {
+			clear(m)
+			d.free = append(d.free, m)
+		}
+	}
+	clear(d.used)
+	d.used = d.used[:0]
+}
+
+// forget drops the record of the last document's maps (they stay in use).
+func (d *jsonDecoder) forget() {
+	clear(d.used)
+	d.used = d.used[:0]
+}
+
+type jsonMember struct {
+	k string
+	v any
+}
+
+const maxJSONDepth = 200
+
+func (d *jsonDecoder) errorf(format string, a ...any) error {
+	return fmt.Errorf("JSON at byte %d: %s", d.pos, fmt.Sprintf(format, a...))
+}
+
+func (d *jsonDecoder) skipSpace() {
+	for d.pos < len(d.data) {
+		switch d.data[d.pos] {
+		case ' ', '\t', '\n', '\r':
+			d.pos++
+		default:
+			return
+		}
+	}
+}
+
+func (d *jsonDecoder) value(depth int) (any, error) {
+	if depth > maxJSONDepth {
+		return nil, d.errorf("nested more than %d levels", maxJSONDepth)
+	}
+	if d.pos >= len(d.data) {
+		return nil, d.errorf("unexpected end of input")
+	}
+	switch c := d.data[d.pos]; {
+	case c == '{':
+		return d.object(depth)
+	case c == '[':
+		return d.array(depth)
+	case c == '"':
+		return d.str()
+	case c == 't':
+		return d.literal("true", true)
+	case c == 'f':
+		return d.literal("false", false)
+	case c == 'n':
+		return d.literal("null", nil)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return d.number()
+	default:
+		return nil, d.errorf("unexpected character %q", c)
+	}
+}
+
+func (d *jsonDecoder) literal(word string, v any) (any, error) {
+	if len(d.data)-d.pos < len(word) || string(d.data[d.pos:d.pos+len(word)]) != word {
+		return nil, d.errorf("invalid literal")
+	}
+	d.pos += len(word)
+	return v, nil
+}
+
+func (d *jsonDecoder) object(depth int) (any, error) {
+	d.pos++ // {
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == '}' {
+		d.pos++
+		return map[string]any{}, nil
+	}
+	// Members collect on a stack shared by all levels, so the map is made
+	// once with its final size.
+	base := len(d.kvs)
+	m, err := d.members(depth, base)
+	clear(d.kvs[base:])
+	d.kvs = d.kvs[:base]
+	return m, err
+}
+
+func (d *jsonDecoder) members(depth, base int) (any, error) {
+	for {
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+			return nil, d.errorf("expected a member name")
+		}
+		k, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+			return nil, d.errorf("expected ':' after a member name")
+		}
+		d.pos++
+		d.skipSpace()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		d.kvs = append(d.kvs, jsonMember{k, v})
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return nil, d.errorf("unexpected end of input in an object")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case '}':
+			d.pos++
+			m := d.newMap(len(d.kvs) - base)
+			for _, e := range d.kvs[base:] {
+				m[e.k] = e.v
+			}
+			return m, nil
+		default:
+			return nil, d.errorf("expected ',' or '}' in an object")
+		}
+	}
+}
+
+func (d *jsonDecoder) array(depth int) (any, error) {
+	d.pos++ // [
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+		d.pos++
+		return []any{}, nil
+	}
+	base := len(d.vals)
+	a, err := d.items(depth, base)
+	clear(d.vals[base:])
+	d.vals = d.vals[:base]
+	return a, err
+}
+
+func (d *jsonDecoder) items(depth, base int) (any, error) {
+	for {
+		d.skipSpace()
+		v, err := d.value(depth + 1)
+		if err != nil {
+			return nil, err
+		}
+		d.vals = append(d.vals, v)
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return nil, d.errorf("unexpected end of input in an array")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case ']':
+			d.pos++
+			return append(make([]any, 0, len(d.vals)-base), d.vals[base:]...), nil
+		default:
+			return nil, d.errorf("expected ',' or ']' in an array")
+		}
+	}
+}
+
+func (d *jsonDecoder) str() (string, error) {
+	d.pos++ // opening quote
+	start := d.pos
+	q := bytes.IndexByte(d.data[start:], '"')
+	if q < 0 {
+		return "", d.errorf("unterminated string")
+	}
+	seg := d.data[start : start+q]
+	if bytes.IndexByte(seg, '\\') >= 0 {
+		return d.strSlow(start)
+	}
+	ascii := true
+	for i, c := range seg {
+		if c < 0x20 {
+			d.pos = start + i
+			return "", d.errorf("control character in a string")
+		}
+		if c >= 0x80 {
+			ascii = false
+		}
+	}
+	d.pos = start + q + 1
+	if s := d.src[start : start+q]; ascii || utf8.ValidString(s) {
+		return s, nil
+	}
+	return string(toValidUTF8(nil, seg)), nil
+}
+
+func (d *jsonDecoder) strSlow(start int) (string, error) {
+	b := append(d.buf[:0], d.data[start:d.pos]...)
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		switch {
+		case c == '"':
+			d.pos++
+			d.buf = b
+			if utf8.Valid(b) {
+				return string(b), nil
+			}
+			return string(toValidUTF8(nil, b)), nil
+		case c < 0x20:
+			return "", d.errorf("control character in a string")
+		case c != '\\':
+			b = append(b, c)
+			d.pos++
+			continue
+		}
+		d.pos++ // backslash
+		if d.pos >= len(d.data) {
+			break
+		}
+		e := d.data[d.pos]
+		d.pos++
+		switch e {
+		case '"', '\\', '/':
+			b = append(b, e)
+		case 'b':
+			b = append(b, '\b')
+		case 'f':
+			b = append(b, '\f')
+		case 'n':
+			b = append(b, '\n')
+		case 'r':
+			b = append(b, '\r')
+		case 't':
+			b = append(b, '\t')
+		case 'u':
+			r, ok := d.hex4()
+			if !ok {
+				return "", d.errorf("invalid \\u escape")
+			}
+			if utf16.IsSurrogate(r) {
+				r2 := rune(-1)
+				if d.pos+1 < len(d.data) && d.data[d.pos] == '\\' && d.data[d.pos+1] == 'u' {
+					save := d.pos
+					d.pos += 2
+					if x, ok := d.hex4(); ok {
+						r2 = x
+					} else {
+						d.pos = save
+					}
+				}
+				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+					r = dec
+				} else {
+					if r2 >= 0 {
+						d.pos -= 6 // the second escape is read on its own
+					}
+					r = utf8.RuneError
+				}
+			}
+			b = utf8.AppendRune(b, r)
+		default:
+			return "", d.errorf("invalid escape \\%c", e)
+		}
+	}
+	return "", d.errorf("unterminated string")
+}
+
+func (d *jsonDecoder) hex4() (rune, bool) {
+	if len(d.data)-d.pos < 4 {
+		return 0, false
+	}
+	var r rune
+	for _, c := range d.data[d.pos : d.pos+4] {
+		r <<= 4
+		switch {
+		case c >= '0' && c <= '9':
+			r |= rune(c - '0')
+		case c >= 'a' && c <= 'f':
+			r |= rune(c - 'a' + 10)
+		case c >= 'A' && c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			return 0, false
+		}
+	}
+	d.pos += 4
+	return r, true
+}
+
+func toValidUTF8(dst, s []byte) []byte {
+	for len(s) > 0 {
+		r, n := utf8.DecodeRune(s)
+		if r == utf8.RuneError && n == 1 {
+			dst = utf8.AppendRune(dst, utf8.RuneError)
+		} else {
+			dst = append(dst, s[:n]...)
+		}
+		s = s[n:]
+	}
+	return dst
+}
+
+func (d *jsonDecoder) number() (any, error) {
+	start := d.pos
+	if d.data[d.pos] == '-' {
+		d.pos++
+	}
+	digits := func() int {
+		n := 0
+		for d.pos < len(d.data) && d.data[d.pos] >= '0' && d.data[d.pos] <= '9' {
+			d.pos++
+			n++
+		}
+		return n
+	}
+	if d.pos < len(d.data) && d.data[d.pos] == '0' {
+		d.pos++
+	} else if digits() == 0 {
+		return nil, d.errorf("invalid number")
+	}
+	if d.pos < len(d.data) && d.data[d.pos] == '.' {
+		d.pos++
+		if digits() == 0 {
+			return nil, d.errorf("invalid number")
+		}
+	}
+	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
+		d.pos++
+		if d.pos < len(d.data) && (d.data[d.pos] == '+' || d.data[d.pos] == '-') {
+			d.pos++
+		}
+		if digits() == 0 {
+			return nil, d.errorf("invalid number")
+		}
+	}
+	return json.Number(d.src[start:d.pos]), nil
+}
+
+// errUnencodable reports a value the encoder does not know.
+var errUnencodable = errors.New("value cannot be encoded as JSON")
+
+// encodeResource appends a resource as compact JSON with members in the order
+// of the FHIR definitions (resourceType first, then id, meta, ...; a
+// primitive's "_name" right after it; an extension's url first; members the
+// model does not know last, sorted), so canonical output is stable and reads
+// like the specification. With prune, empty strings, nulls, empty arrays and
+// objects and extensions without a value are left out as they are met (see
+// the prune transform), which costs nothing beyond the encoding itself.
+func encodeResource(dst []byte, m *model.Model, res map[string]any, prune bool) ([]byte, error) {
+	e := encoder{m: m, prune: prune}
+	dst, _, err := e.value(dst, res, resourceTypeOf(m, res), false, false)
+	return dst, err
+}
+
+type encoder struct {
+	m     *model.Model
+	prune bool
+}
+
+func resourceTypeOf(m *model.Model, obj map[string]any) *model.Type {
+	if rt, ok := obj["resourceType"].(string); ok {
+		if t := m.Type(rt); t != nil && t.Kind() == model.KindResource {
+			return t
+		}
+	}
+	return nil
+}
+
+const unknownChild = 1 << 20
+
+// value appends v and reports whether it was empty (and so, when pruning,
+// must be left out by the caller). aligned says v is an item of an array
+// that lines up with a "_name" array; ext that v is an item of an
+// extension list.
+func (e *encoder) value(dst []byte, v any, t *model.Type, aligned, ext bool) ([]byte, bool, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(dst, "null"...), true, nil
+	case bool:
+		return strconv.AppendBool(dst, x), false, nil
+	case string:
+		return appendString(dst, x), x == "", nil
+	case json.Number:
+		if !validNumber(string(x)) {
+			return nil, false, fmt.Errorf("%w: number %q", errUnencodable, string(x))
+		}
+		return append(dst, x...), false, nil
+	case int:
+		return strconv.AppendInt(dst, int64(x), 10), false, nil
+	case int64:
+		return strconv.AppendInt(dst, x, 10), false, nil
+	case float64:
+		return strconv.AppendFloat(dst, x, 'g', -1, 64), false, nil
+	case []any:
+		return e.array(dst, x, t, aligned, ext)
+	case map[string]any:
+		return e.object(dst, x, t, ext)
+	}
+	return nil, false, fmt.Errorf("%w: %T", errUnencodable, v)
+}
+
+func (e *encoder) array(dst []byte, arr []any, t *model.Type, aligned, ext bool) ([]byte, bool, error) {
+	dst = append(dst, '[')
+	n, nonEmpty := 0, 0
+	for _, x := range arr {
+		mark := len(dst)
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		var (
+			empty bool
+			err   error
+		)
+		if dst, empty, err = e.value(dst, x, t, false, ext); err != nil {
+			return nil, false, err
+		}
+		if e.prune && empty {
+			if !aligned {
+				dst = dst[:mark]
+				continue
+			}
+			// Keep the position, as null.
+			dst = dst[:mark]
+			if n > 0 {
+				dst = append(dst, ',')
+			}
+			dst = append(dst, "null"...)
+			n++
+			continue
+		}
+		n++
+		if !empty {
+			nonEmpty++
+		}
+	}
+	return append(dst, ']'), nonEmpty == 0, nil
+}
+
+// objKey orders one member: rank is 2×(element index) (+1 for "_name");
+// idx points into the member arrays. It holds no pointers, so sorting it
+// needs no write barriers.
+type objKey struct {
+	rank int32
+	idx  int32
+}
+
+func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool) ([]byte, bool, error) {
+	if t != nil && t.Kind() == model.KindResource {
+		// A contained or entry resource names its own type.
+		if rt := resourceTypeOf(e.m, obj); rt != nil {
+			t = rt
+		}
+	} else if t == nil {
+		t = resourceTypeOf(e.m, obj)
+	}
+	var (
+		nameBuf [16]string
+		valBuf  [16]any
+		typBuf  [16]*model.Type
+		keyBuf  [16]objKey
+	)
+	names, vals, types, keys := nameBuf[:0], valBuf[:0], typBuf[:0], keyBuf[:0]
+	isExtension := t != nil && t.Name() == "Extension"
+	underscore := false
+	for k, v := range obj {
+		rank := int32(unknownChild)
+		var ct *model.Type
+		name := k
+		under := int32(0)
+		if len(k) > 1 && k[0] == '_' {
+			name, under, underscore = k[1:], 1, true
+		}
+		if k == "resourceType" || (k == "url" && isExtension) {
+			rank = -2
+		} else if t != nil {
+			if c, choice, found := t.Lookup(name); found {
+				rank = int32(2*c) + under
+				if under == 0 {
+					ct = t.ChildType(c, max(choice, 0))
+				}
+			}
+		}
+		keys = append(keys, objKey{rank: rank, idx: int32(len(names))})
+		names = append(names, k)
+		vals = append(vals, v)
+		types = append(types, ct)
+	}
+	slices.SortFunc(keys, func(a, b objKey) int {
+		if a.rank != b.rank {
+			return int(a.rank - b.rank)
+		}
+		// Members the model does not know: by name, "_name" after "name".
+		return compareMemberNames(names[a.idx], names[b.idx])
+	})
+	dst = append(dst, '{')
+	n, content := 0, 0
+	lostRequired := false // pruning removed an element this one requires
+	for _, k := range keys {
+		name := names[k.idx]
+		mark := len(dst)
+		if n > 0 {
+			dst = append(dst, ',')
+		}
+		dst = appendString(dst, name)
+		dst = append(dst, ':')
+		aligned := false
+		if underscore {
+			if name[0] == '_' {
+				_, aligned = obj[name[1:]].([]any)
+			} else {
+				_, aligned = obj["_"+name].([]any)
+			}
+		}
+		childExt := name == "extension" || name == "modifierExtension"
+		var (
+			empty bool
+			err   error
+		)
+		if dst, empty, err = e.value(dst, vals[k.idx], types[k.idx], aligned, childExt); err != nil {
+			return nil, false, err
+		}
+		if e.prune && empty {
+			dst = dst[:mark]
+			if t != nil && k.rank >= 0 && k.rank%2 == 0 && k.rank < unknownChild && t.Children()[k.rank/2].Min > 0 {
+				lostRequired = true
+			}
+			continue
+		}
+		n++
+		if !empty && name != "url" && name != "id" {
+			content++
+		}
+	}
+	dst = append(dst, '}')
+	if ext {
+		// An extension with nothing but its url (and id) says nothing.
+		return dst, content == 0, nil
+	}
+	// An element whose required part was empty goes too (a narrative
+	// without its div); a resource itself stays.
+	if lostRequired && (t == nil || t.Kind() != model.KindResource) {
+		return dst, true, nil
+	}
+	return dst, n == 0, nil
+}
+
+// compareMemberNames orders names alphabetically, "_name" right after
+// "name".
+func compareMemberNames(a, b string) int {
+	au, bu := strings.HasPrefix(a, "_"), strings.HasPrefix(b, "_")
+	if c := strings.Compare(strings.TrimPrefix(a, "_"), strings.TrimPrefix(b, "_")); c != 0 {
+		return c
+	}
+	switch {
+	case au == bu:
+		return 0
+	case bu:
+		return -1
+	}
+	return 1
+}
+
+// plainByte marks the bytes a JSON string may hold as they are: printable
+// ASCII other than '"' and '\\'.
+var plainByte = func() (t [256]bool) {
+	for c := 0x20; c < 0x80; c++ {
+		t[c] = c != '"' && c != '\\'
+	}
+	return t
+}()
+
+// appendString appends s as a JSON string: plain ASCII in one copy, the
+// rest escaped by fhir.AppendJSONChars.
+func appendString(dst []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if !plainByte[s[i]] {
+			dst = append(dst, '"')
+			dst = fhir.AppendJSONChars(dst, s)
+			return append(dst, '"')
+		}
+	}
+	dst = append(dst, '"')
+	dst = append(dst, s...)
+	return append(dst, '"')
+}
+
+// validNumber reports whether s is a JSON number.
+func validNumber(s string) bool {
+	d := jsonDecoder{data: []byte(s), src: s}
+	if s == "" {
+		return false
+	}
+	if _, err := d.number(); err != nil {
+		return false
+	}
+	return d.pos == len(s)
+}
