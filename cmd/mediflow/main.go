@@ -50,6 +50,7 @@ func commands() []*command {
 		benchCmd(),
 		hl7Cmd(),
 		fhirpathCmd(),
+		mappingCmd(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
