@@ -219,19 +219,27 @@ func waitStatus(t *testing.T, st store.MessageStore, id int64, statuses ...strin
 // waitNone waits until no inbound message of the practice is received or failed.
 func waitNone(t *testing.T, st store.MessageStore) map[string]int {
 	t.Helper()
+	// Fails when processing stops making progress for 30 s (a slow,
+	// loaded machine under the race detector is not a stall). Each poll
+	// counts every message, so polls are spaced out.
 	deadline := time.Now().Add(30 * time.Second)
+	pending := -1
 	for {
 		c, err := st.CountHL7Messages(t.Context(), testPractice, store.DirectionInbound)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c[store.MsgReceived] == 0 && c[store.MsgFailed] == 0 {
+		n := c[store.MsgReceived] + c[store.MsgFailed]
+		if n == 0 {
 			return c
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("messages still pending: %v", c)
+		if n != pending {
+			pending, deadline = n, time.Now().Add(30*time.Second)
 		}
-		time.Sleep(5 * time.Millisecond)
+		if time.Now().After(deadline) {
+			t.Fatalf("messages still pending, no progress for 30 s: %v", c)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
