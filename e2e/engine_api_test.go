@@ -26,7 +26,7 @@ func TestAppReadsSyncedDataThroughTheAPIWithItsKeyOnly(t *testing.T) {
 	hc := &http.Client{Timeout: 10 * time.Second}
 
 	for _, tc := range []struct{ practice, rt string }{{"north", "Patient"}, {"south", "Patient"}, {"south", "Appointment"}} {
-		want := w.sim.Current(tc.practice, tc.rt)
+		want := w.canonical(tc.practice, tc.rt)
 		got := map[string][]byte{}
 		pages := 0
 		next := apiURL + "/fhir/" + tc.practice + "/" + tc.rt + "?_count=7"
@@ -62,7 +62,7 @@ func TestAppReadsSyncedDataThroughTheAPIWithItsKeyOnly(t *testing.T) {
 		}
 		for id, body := range want {
 			if !jsonEqual(t, got[id], body) {
-				t.Errorf("%s/%s/%s differs from the source", tc.practice, tc.rt, id)
+				t.Errorf("%s/%s/%s differs from the mapped source", tc.practice, tc.rt, id)
 			}
 		}
 	}

@@ -27,12 +27,14 @@ import (
 	"github.com/mediflow/mediflow/internal/config"
 	"github.com/mediflow/mediflow/internal/dataclass"
 	"github.com/mediflow/mediflow/internal/engine"
+	"github.com/mediflow/mediflow/internal/mapping"
 	"github.com/mediflow/mediflow/internal/obs"
 	"github.com/mediflow/mediflow/internal/sim"
 	"github.com/mediflow/mediflow/internal/sim/gen"
 	"github.com/mediflow/mediflow/internal/smart"
 	"github.com/mediflow/mediflow/internal/smart/authserver"
 	"github.com/mediflow/mediflow/internal/store"
+	"github.com/mediflow/mediflow/profiles"
 )
 
 // e2eConnection is the connection name every test practice uses.
@@ -119,6 +121,9 @@ type world struct {
 	otherKey  string // an app allowed only the first practice
 	practices []practiceSpec
 	logs      *logBuffer
+
+	setsMu gosync.Mutex
+	sets   map[string]*mapping.Set // vendor → the shipped mapping profile
 }
 
 // newWorld starts a simulator with the practices and writes the engine's
@@ -406,8 +411,83 @@ func (w *world) requireIdentical(st store.Store) {
 	}
 }
 
+// mappingSet is the shipped mapping profile of the practice's vendor, loaded
+// by the test itself (not taken from the engine), as the engine must run it.
+func (w *world) mappingSet(practice string) *mapping.Set {
+	w.t.Helper()
+	vendor := ""
+	for _, sp := range w.practices {
+		if sp.id == practice {
+			vendor = sp.flavor
+		}
+	}
+	w.setsMu.Lock()
+	defer w.setsMu.Unlock()
+	if s := w.sets[vendor]; s != nil {
+		return s
+	}
+	s, err := mapping.Load(profiles.FS, vendor, "")
+	if err != nil {
+		w.t.Fatalf("loading the %s mapping profile: %v", vendor, err)
+	}
+	if w.sets == nil {
+		w.sets = map[string]*mapping.Set{}
+	}
+	w.sets[vendor] = s
+	return s
+}
+
+// mapsType reports whether the engine maps resources of rt for the
+// practice: its Set has rules of its own for the type (other types are
+// stored as received; see engine.Mapper.Map).
+func (w *world) mapsType(practice, rt string) bool {
+	return slices.Contains(w.mappingSet(practice).ResourceTypes(), rt)
+}
+
+// canonical is the simulator's current resources of rt mapped through the
+// practice's mapping profile: what the engine's store must hold.
+func (w *world) canonical(practice, rt string) map[string][]byte {
+	w.t.Helper()
+	src := w.sim.Current(practice, rt)
+	if !w.mapsType(practice, rt) {
+		return src
+	}
+	set := w.mappingSet(practice)
+	out := make(map[string][]byte, len(src))
+	for id, body := range src {
+		m, _, err := set.Map(context.Background(), body, mapping.MapOptions{})
+		if err != nil {
+			w.t.Fatalf("%s/%s: the source resource cannot be mapped: %v", rt, id, err)
+		}
+		out[id] = m
+	}
+	return out
+}
+
+// hasProfileTag reports whether a resource's meta.tag records the mapping
+// profile version.
+func hasProfileTag(body []byte, version string) bool {
+	var r struct {
+		Meta struct {
+			Tag []struct{ System, Code string } `json:"tag"`
+		} `json:"meta"`
+	}
+	if json.Unmarshal(body, &r) != nil {
+		return false
+	}
+	for _, t := range r.Meta.Tag {
+		if t.System == mapping.ProfileTagSystem && t.Code == version {
+			return true
+		}
+	}
+	return false
+}
+
 // requireTypesIdentical fails unless, for each of the types, the store holds
-// exactly the simulator's current resources: same ids, byte-equal bodies.
+// exactly the simulator's current resources mapped through the practice's
+// mapping profile (same ids, byte-equal bodies), every mapped resource
+// records the profile version in meta.tag, and every resource's raw page
+// holds the resource exactly as the simulator serves it.
 func (w *world) requireTypesIdentical(st store.Store, practice string, types []string) {
 	w.t.Helper()
 	ctx := context.Background()
@@ -415,10 +495,25 @@ func (w *world) requireTypesIdentical(st store.Store, practice string, types []s
 	if err != nil {
 		w.t.Fatalf("counting %s: %v", practice, err)
 	}
-	total := 0
+	version := w.mappingSet(practice).Version()
+	raws := map[int64][]byte{}
+	rawOf := func(id int64) []byte {
+		if b, ok := raws[id]; ok {
+			return b
+		}
+		p, err := st.GetRaw(ctx, practice, id)
+		if err != nil {
+			w.t.Fatalf("raw payload %d of %s: %v", id, practice, err)
+		}
+		raws[id] = p.Body
+		return p.Body
+	}
+	total, tagged := 0, 0
 	var problems []string
 	for _, rt := range types {
-		want := w.sim.Current(practice, rt)
+		source := w.sim.Current(practice, rt)
+		want := w.canonical(practice, rt)
+		mapped := w.mapsType(practice, rt)
 		total += len(want)
 		if counts[rt] != len(want) {
 			problems = append(problems, fmt.Sprintf("%s: store has %d, source %d", rt, counts[rt], len(want)))
@@ -436,12 +531,24 @@ func (w *world) requireTypesIdentical(st store.Store, practice string, types []s
 			case got.Deleted:
 				problems = append(problems, fmt.Sprintf("%s/%s: deleted in the store", rt, id))
 			case !bytes.Equal(got.Body, want[id]):
-				problems = append(problems, fmt.Sprintf("%s/%s: body differs (store %d bytes, source %d)", rt, id, len(got.Body), len(want[id])))
+				problems = append(problems, fmt.Sprintf("%s/%s: body differs from the mapped source (store %d bytes, want %d)", rt, id, len(got.Body), len(want[id])))
+			case mapped && !hasProfileTag(got.Body, version):
+				problems = append(problems, fmt.Sprintf("%s/%s: no meta.tag %s|%s", rt, id, mapping.ProfileTagSystem, version))
+			case got.RawID == 0 || !bytes.Contains(rawOf(got.RawID), source[id]):
+				problems = append(problems, fmt.Sprintf("%s/%s: raw payload %d does not hold the resource as the source served it", rt, id, got.RawID))
+			default:
+				if mapped {
+					tagged++
+				}
 			}
 		}
 	}
 	if total == 0 {
 		w.t.Fatalf("%s: the source has no resources of %v: the comparison proves nothing", practice, types)
+	}
+	if slices.Contains(types, "Patient") && tagged == 0 && len(problems) == 0 {
+		// Patient always has rules: a run where none was mapped proves nothing.
+		w.t.Fatalf("%s: no Patient carries the profile tag", practice)
 	}
 	if len(problems) > 0 {
 		if len(problems) > 10 {

@@ -143,9 +143,19 @@ Examples:
 				if err != nil {
 					return fmt.Errorf("HL7 v2 converter: %w", err)
 				}
+				// The converted resources go through the practice's mapping
+				// profile, as in the engine (quick mode: the generic one).
+				mcfg := cfg
+				if mcfg == nil {
+					mcfg = &config.Config{Practices: []config.Practice{{ID: *practice, Mapping: config.Mapping{Enabled: true}}}}
+				}
+				mapper, err := engine.NewMapper(mcfg, nil)
+				if err != nil {
+					return err
+				}
 				out := &lineWriter{w: env.stdout}
 				p, err := hl7in.New(hl7in.Options{
-					Store: st, Converter: conv, Workers: *workers,
+					Store: st, Converter: conv, Mapper: mapper, Workers: *workers,
 					Logger: obs.NewLogger(env.stderr, parseLevel(*logLevel), "text"),
 					OnReceived: func(ev hl7in.Event) {
 						if !*quiet {

@@ -128,10 +128,20 @@ func processReplayed(ctx context.Context, env *cliEnv, st *sqlite.Store, cfg *co
 			}
 		}
 	}
+	// Replayed messages go through the practice's mapping profile, as in
+	// the engine (without a configuration: the generic one).
+	mcfg := cfg
+	if mcfg == nil {
+		mcfg = &config.Config{Practices: []config.Practice{{ID: practice, Mapping: config.Mapping{Enabled: true}}}}
+	}
+	mapper, err := engine.NewMapper(mcfg, nil)
+	if err != nil {
+		return err
+	}
 	var mu gosync.Mutex
 	outcomes := map[string]int{}
 	p, err := hl7in.New(hl7in.Options{
-		Store: st, Converter: conv, Practices: []string{practice}, Channels: channels,
+		Store: st, Converter: conv, Mapper: mapper, Practices: []string{practice}, Channels: channels,
 		Logger: obs.NewLogger(env.stderr, parseLevel(level), "text"),
 		OnProcessed: func(ev hl7in.Event) {
 			mu.Lock()

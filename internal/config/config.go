@@ -58,6 +58,25 @@ type Practice struct {
 	Name         string
 	Connections  []Connection
 	HL7Listeners []HL7Listener
+	Mapping      Mapping
+}
+
+// Mapping is how a practice's data is mapped to the canonical model.
+type Mapping struct {
+	Enabled       bool
+	VendorVersion string // "" = the newest release the profile knows
+	// Overrides is the practice's rules, as written (see Config.Abs): a
+	// YAML file, or a folder with overrides.yaml and conceptmaps/.
+	Overrides string
+	TimeZone  string // IANA name; "" = the profile's default
+}
+
+// Location returns the practice's mapping time zone (nil when none is set).
+func (m Mapping) Location() (*time.Location, error) {
+	if m.TimeZone == "" {
+		return nil, nil
+	}
+	return time.LoadLocation(m.TimeZone)
 }
 
 // HL7Listener is an MLLP listener that receives HL7 v2 messages for a

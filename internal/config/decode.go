@@ -257,8 +257,11 @@ func (p *parser) decodeObject(n *yaml.Node, obj *object, dst any, path string, a
 }
 
 func defaultTag(f *field) string {
-	if f.kind == kindInt {
+	switch f.kind {
+	case kindInt:
 		return "!!int"
+	case kindBool:
+		return "!!bool"
 	}
 	return "!!str"
 }
@@ -314,6 +317,8 @@ func kindName(k kind) string {
 		return "a secret reference"
 	case kindStringList:
 		return "a list of strings"
+	case kindBool:
+		return "true or false"
 	case kindObject:
 		return "a mapping"
 	case kindObjectList:
@@ -337,6 +342,8 @@ func typeHint(f *field) string {
 		return fmt.Sprintf("write `%s: {file: PATH}` or `%s: {env: VARIABLE}`", f.key, f.key)
 	case kindStringList:
 		return fmt.Sprintf("write `%s: [a, b]` or one `- item` per line under `%s:`", f.key, f.key)
+	case kindBool:
+		return fmt.Sprintf("write `%s: true` or `%s: false`, without quotes", f.key, f.key)
 	case kindObject:
 		return fmt.Sprintf("put the keys of `%s` on the next lines, indented under it", f.key)
 	case kindObjectList:
@@ -411,6 +418,17 @@ func (p *parser) decodeValue(v *yaml.Node, f *field, dst any, path string) {
 			return
 		}
 		*f.at(dst).(*int) = i
+	case kindBool:
+		s, ok := p.scalar(v, f, path)
+		if !ok {
+			return
+		}
+		b, err := strconv.ParseBool(strings.ToLower(s))
+		if v.Tag != "!!bool" || err != nil {
+			p.rejectf(path, posOf(v), typeHint(f), "`%s` must be true or false, not %s", f.key, nodeKindName(v))
+			return
+		}
+		*f.at(dst).(*bool) = b
 	case kindDuration:
 		if d, ok := p.duration(v, f, path); ok {
 			*f.at(dst).(*time.Duration) = d

@@ -165,6 +165,8 @@ func typeDoc(f *field) string {
 		return "[Secret](#secrets)"
 	case kindStringList:
 		return "list of strings"
+	case kindBool:
+		return "boolean"
 	case kindObject:
 		return fmt.Sprintf("[mapping](#%s)", anchor(f.obj.path))
 	case kindObjectList:

@@ -25,6 +25,7 @@ const (
 	kindStringList      // list of strings, at least min items
 	kindObject          // mapping described by obj
 	kindObjectList      // list of mappings described by obj, at least min items
+	kindBool            // true or false
 )
 
 // cond makes a key apply only when a sibling key (earlier in the table) has a
@@ -308,6 +309,32 @@ var hl7ListenerObject = &object{
 	},
 }
 
+var mappingObject = &object{
+	name: "mapping",
+	path: "practices[].mapping",
+	doc: "How the practice's data is mapped to mediflow's canonical FHIR model (see [docs/mapping.md](mapping.md)). " +
+		"Each connection is mapped with the shipped profile of its `vendor`; HL7 v2 listeners with the profile of the " +
+		"practice's first connection, or `generic` without one. Without this mapping the shipped profiles run with their defaults.",
+	notes: []string{
+		"`time_zone` must be a name of the IANA time zone database, such as `America/Chicago`.",
+		"When files are checked (lint without `--no-secrets`, and at start-up), `overrides` must exist: a YAML file, or a folder holding `overrides.yaml` and optionally `conceptmaps/`. The engine refuses to start when the overrides do not load; each problem names its file and line.",
+	},
+	fields: []*field{
+		{key: "enabled", kind: kindBool, def: "true",
+			doc: "Map the practice's resources to the canonical model. With `false` they are stored as the EHR sent them.",
+			at:  ref(func(m *Mapping) any { return &m.Enabled })},
+		{key: "vendor_version", kind: kindString, defDoc: "the newest release the profile knows",
+			doc: "The EHR's software version (`May 2026`, `5.0.1.698`): rules that apply only to some releases are chosen by it.",
+			at:  ref(func(m *Mapping) any { return &m.VendorVersion })},
+		{key: "overrides", kind: kindString,
+			doc: "The practice's own mapping rules, relative to the config file's directory unless absolute: a YAML file in the profile format, or a folder with `overrides.yaml` and `conceptmaps/` (FHIR ConceptMap JSON), the layout `mediflow mapping test` reads.",
+			at:  ref(func(m *Mapping) any { return &m.Overrides })},
+		{key: "time_zone", kind: kindString, defDoc: "the profile's `timeZone` parameter, else UTC",
+			doc: "The practice's time zone, to which the `datetime` and `date` transforms normalise times.",
+			at:  ref(func(m *Mapping) any { return &m.TimeZone })},
+	},
+}
+
 var practiceObject = &object{
 	name:  "practice",
 	path:  "practices[]",
@@ -326,6 +353,9 @@ var practiceObject = &object{
 		{key: "hl7_listeners", kind: kindObjectList, obj: hl7ListenerObject,
 			doc: "MLLP listeners that receive the practice's HL7 v2 messages.",
 			at:  appendTo(func(p *Practice) *[]HL7Listener { return &p.HL7Listeners })},
+		{key: "mapping", kind: kindObject, obj: mappingObject,
+			doc: "Data mapping to the canonical model; see below.",
+			at:  ref(func(p *Practice) any { return &p.Mapping })},
 	},
 }
 
@@ -374,5 +404,5 @@ var rootObject = &object{
 // objects lists every object in the order the reference documents them.
 func objects() []*object {
 	return []*object{rootObject, serverObject, storeObject, logObject, practiceObject,
-		connectionObject, authObject, syncObject, hl7ListenerObject, hl7TLSObject, appObject}
+		connectionObject, authObject, syncObject, hl7ListenerObject, hl7TLSObject, mappingObject, appObject}
 }

@@ -12,8 +12,10 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/mediflow/mediflow/internal/dataclass"
 )
@@ -62,6 +64,7 @@ func (p *parser) validate(c *Config) {
 				fmt.Sprintf("connection and HL7 listener names must be unique within practice `%s`: rename one", pr.ID))
 			p.validateHL7Listener(&pr.HL7Listeners[j], lp, listenAddrs)
 		}
+		p.validateMapping(pr.Mapping, pp+".mapping")
 		if len(pr.Connections) == 0 && len(pr.HL7Listeners) == 0 &&
 			!p.bad[pp] && !p.bad[pp+".connections"] && !p.bad[pp+".hl7_listeners"] {
 			p.errorf(p.at(pp), "add `connections:` (a FHIR endpoint to poll) or `hl7_listeners:` (HL7 v2 over MLLP)",
@@ -159,6 +162,49 @@ func (p *parser) validateConnection(c *Connection, path string) {
 				p.warnf(p.at(path+".auth.scopes"), fmt.Sprintf("add `system/%s.rs` (or `system/%s.read` on a server with v1 scopes)", t, t),
 					"the scopes do not allow searching %s, which the connection's sync classes read", t)
 			}
+		}
+	}
+}
+
+// validateMapping checks a practice's mapping block: its time zone must be
+// one the IANA database names.
+func (p *parser) validateMapping(m Mapping, path string) {
+	tp := path + ".time_zone"
+	if m.TimeZone == "" || p.bad[tp] {
+		return
+	}
+	if _, err := time.LoadLocation(m.TimeZone); err != nil || m.TimeZone == "Local" {
+		hint := "use an IANA time zone name such as `America/New_York`, `America/Chicago` or `UTC`"
+		p.rejectf(tp, p.at(tp), hint, "unknown time zone `%s`", m.TimeZone)
+	}
+}
+
+// checkMappingFiles checks that a practice's mapping overrides exist: a
+// file, or a folder holding overrides.yaml. A missing one is reported with
+// the mode's severity (like an unreadable secret file).
+func (p *parser) checkMappingFiles(c *Config) {
+	sev := SeverityError
+	if p.opts.secrets == SecretsWarn {
+		sev = SeverityWarning
+	}
+	for i, pr := range c.Practices {
+		op := fmt.Sprintf("practices[%d].mapping.overrides", i)
+		if pr.Mapping.Overrides == "" || p.bad[op] {
+			continue
+		}
+		path := c.Abs(pr.Mapping.Overrides)
+		st, err := os.Stat(path)
+		if err != nil {
+			p.report(sev, p.at(op), fmt.Sprintf("check that the file or folder exists; relative paths start from %s", orDefault(c.BaseDir, ".")),
+				"`overrides` of practice `%s`: %v", pr.ID, unwrapPathError(err))
+			continue
+		}
+		if !st.IsDir() {
+			continue
+		}
+		if _, err := os.Stat(filepath.Join(path, "overrides.yaml")); err != nil {
+			p.report(sev, p.at(op), "put the practice's rules in overrides.yaml in that folder, or name the YAML file itself",
+				"`overrides` of practice `%s` is a folder without overrides.yaml", pr.ID)
 		}
 	}
 }
@@ -266,6 +312,7 @@ func (p *parser) checkSecrets(c *Config) {
 			p.checkHL7TLS(c, l, tp)
 		}
 	}
+	p.checkMappingFiles(c)
 	keys := map[string]string{} // resolved key -> app name
 	for i, app := range c.Apps {
 		kp := fmt.Sprintf("apps[%d].key", i)

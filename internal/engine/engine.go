@@ -1,7 +1,8 @@
 // Package engine wires a configuration into a running mediflow: it opens the
 // store, builds one SMART token client and FHIR client per connection,
 // schedules one sync job per (connection, data class), runs the HL7 v2
-// listeners and their processing (internal/ingest/hl7in), serves the
+// listeners and their processing (internal/ingest/hl7in), maps what both
+// bring in to the canonical model (internal/mapping), serves the
 // app-facing API, and owns every long-running goroutine until its context
 // ends.
 package engine
@@ -11,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,6 +55,9 @@ type Options struct {
 	// HL7Converter overrides the HL7 v2 → FHIR converter of the HL7
 	// listeners (tests; default: v2fhir with its embedded specs).
 	HL7Converter hl7in.Converter
+	// Profiles overrides the shipped mapping profiles (tests; default:
+	// package profiles).
+	Profiles fs.FS
 }
 
 // Engine is a configured, runnable mediflow.
@@ -67,6 +72,7 @@ type Engine struct {
 	conns   []*connection
 	handler http.Handler
 	hl7     *hl7in.Pipeline // nil without HL7 listeners
+	mapper  *Mapper         // maps synced and converted resources to the canonical model
 	now     func() time.Time
 	version string
 	started time.Time
@@ -142,6 +148,13 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		return nil, err
 	}
 
+	m, err := NewMapper(cfg, opts.Profiles)
+	if err != nil {
+		e.closeStore()
+		return nil, err
+	}
+	e.mapper = m
+
 	if err := e.buildHL7(opts); err != nil {
 		e.closeStore()
 		return nil, err
@@ -162,7 +175,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		}
 	}
 
-	e.syncer = &sync.Syncer{Store: e.store, Logger: e.log, Now: e.now, Hooks: sync.Hooks{
+	e.syncer = &sync.Syncer{Store: e.store, Logger: e.log, Now: e.now, Mapper: e.mapper, Hooks: sync.Hooks{
 		Page: func(practice, conn, rt string, n int, d time.Duration) {
 			e.metrics.PageFetched(practice, conn, rt, d)
 		},
@@ -247,7 +260,7 @@ func (e *Engine) buildHL7(opts Options) error {
 		}
 		conv = c
 	}
-	p, err := hl7in.New(hl7in.Options{Store: ms, Converter: conv, Logger: e.log, Metrics: e.metrics, Now: e.now}, ls)
+	p, err := hl7in.New(hl7in.Options{Store: ms, Converter: conv, Mapper: e.mapper, Logger: e.log, Metrics: e.metrics, Now: e.now}, ls)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}

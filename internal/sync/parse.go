@@ -17,6 +17,10 @@ type parsedEntry struct {
 	idHash   uint64
 	bodyHash uint64
 	fail     string
+	// mapped is the canonical body (nil: not mapped); mapFail says why the
+	// resource could not be mapped.
+	mapped  []byte
+	mapFail string
 }
 
 // parseEntries reads the header of every match entry of a search page. It

@@ -74,6 +74,15 @@ type Store interface {
 	store.AuditStore
 }
 
+// Mapper turns a resource as the EHR sent it into mediflow's canonical
+// model (package mapping, wired by the engine). An error means this
+// resource cannot be mapped: it is counted as failed, with the error as its
+// reason, and the rest of the page goes on. Errors must not quote the
+// resource's values.
+type Mapper interface {
+	Map(ctx context.Context, practice, connection, resourceType string, body []byte) ([]byte, error)
+}
+
 // Syncer runs syncs into Store. It holds no per-run state and is safe for
 // concurrent use on different connections; one connection must not be synced
 // by two runs at the same time (the Scheduler guarantees it per job).
@@ -82,6 +91,12 @@ type Syncer struct {
 	Logger *slog.Logger
 	Hooks  Hooks
 	Now    func() time.Time
+	// Mapper, when set, maps every resource after its raw page is stored
+	// and before it is written: raw payloads keep exactly what the EHR
+	// sent, the resource store holds the canonical resources (and their
+	// content hashes are of the canonical form). Nil: resources are stored
+	// as received.
+	Mapper Mapper
 }
 
 func (s *Syncer) now() time.Time {
@@ -345,6 +360,7 @@ func (s *Syncer) fetchPages(ctx context.Context, t *typeRun, start string, ch ch
 			}
 			f.cap = cap
 			f.entries, f.maxLU = parseEntries(p.Bundle, t.rt, t.seed)
+			f.err = s.mapEntries(ctx, t, f.entries)
 		}
 		first = false
 		select {
@@ -359,8 +375,35 @@ func (s *Syncer) fetchPages(ctx context.Context, t *typeRun, start string, ch ch
 	}
 }
 
-// commitPage stores the raw page, then its resources, then the cursor and
-// the run's progress.
+// mapEntries maps the valid entries of a page with s.Mapper. It runs on the
+// fetcher, a page ahead of the writer, so mapping overlaps storing; the
+// writer still stores the raw page first and only then the canonical
+// resources. A resource that cannot be mapped is marked failed; only a
+// stopped context fails the page.
+func (s *Syncer) mapEntries(ctx context.Context, t *typeRun, entries []parsedEntry) error {
+	if s.Mapper == nil {
+		return nil
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.fail != "" {
+			continue
+		}
+		body, err := s.Mapper.Map(ctx, t.src.Practice, t.src.Connection, t.rt, e.w.Body)
+		if err != nil {
+			if cerr := ctx.Err(); cerr != nil {
+				return cerr
+			}
+			e.mapFail = clip(err.Error(), 500)
+			continue
+		}
+		e.mapped = body
+	}
+	return nil
+}
+
+// commitPage stores the raw page, then its resources (canonical, when
+// s.Mapper mapped them), then the cursor and the run's progress.
 func (s *Syncer) commitPage(ctx context.Context, t *typeRun, f fetched) error {
 	p := f.page
 	t.pages++
@@ -384,6 +427,16 @@ func (s *Syncer) commitPage(ctx context.Context, t *typeRun, f fetched) error {
 			t.ts.Unchanged++ // already stored by this run (same id on two pages, or a restarted search)
 			continue
 		}
+		if e.mapFail != "" {
+			t.ts.Failed++
+			t.addFailure(fmt.Sprintf("raw %d entry %d: %s", rawID, e.index, e.mapFail))
+			continue
+		}
+		if e.mapped != nil {
+			e.w.Body = e.mapped
+		}
+		// Mapping is deterministic, so the hash of the source body stands
+		// for the canonical one within the run.
 		t.seen[e.idHash] = e.bodyHash
 		e.w.Connection = t.src.Connection
 		e.w.RawID = rawID

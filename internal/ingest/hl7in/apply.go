@@ -77,6 +77,25 @@ func (p *processor) apply(ctx context.Context, m store.HL7Message, res *v2fhir.R
 	return st, nil
 }
 
+// mapResources replaces every converted resource of res with its
+// canonical form. It stops at the first resource that cannot be mapped, so
+// nothing of the message is written.
+func (p *processor) mapResources(ctx context.Context, m store.HL7Message, res *v2fhir.Result) error {
+	if p.mapper == nil {
+		return nil
+	}
+	for i := range res.Resources {
+		r := &res.Resources[i]
+		body, err := p.mapper.Map(ctx, p.practice, m.Channel, r.Type, r.Body)
+		if err != nil {
+			// The id may be derived from an identifier: name the position instead.
+			return fmt.Errorf("resource %d (%s) of the conversion: %w", i+1, r.Type, err)
+		}
+		r.Body = body
+	}
+	return nil
+}
+
 // dropStale leaves out the writes whose resource a later message of the
 // same channel already wrote.
 func (p *processor) dropStale(ctx context.Context, m store.HL7Message, ws []store.ResourceWrite) ([]store.ResourceWrite, error) {

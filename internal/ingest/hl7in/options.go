@@ -1,6 +1,7 @@
 package hl7in
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -25,6 +26,14 @@ type Store interface {
 // the one the engine uses; tests may wrap it.
 type Converter interface {
 	Convert(m *hl7.Message) (*v2fhir.Result, error)
+}
+
+// Mapper turns a converted resource into mediflow's canonical model
+// (package mapping, wired by the engine); channel is the listener's name.
+// An error means the resource cannot be mapped: the message is quarantined
+// with the error as its reason. Errors must not quote the resource's values.
+type Mapper interface {
+	Map(ctx context.Context, practice, channel, resourceType string, body []byte) ([]byte, error)
 }
 
 // Acknowledgment modes of a listener (config ack_mode).
@@ -85,9 +94,13 @@ type Event struct {
 type Options struct {
 	Store     Store
 	Converter Converter
-	Logger    *slog.Logger // nil: discard
-	Metrics   *obs.Metrics // nil: none
-	Now       func() time.Time
+	// Mapper, when set, maps every converted resource before it is
+	// written (nil: resources are written as converted). The raw message
+	// stays stored as received.
+	Mapper  Mapper
+	Logger  *slog.Logger // nil: discard
+	Metrics *obs.Metrics // nil: none
+	Now     func() time.Time
 	// Practices are processed even without a listener (replay tools).
 	Practices []string
 	// Channels are listeners that are not served but whose processing

@@ -37,6 +37,7 @@ type processor struct {
 	practice    string
 	st          Store
 	conv        Converter
+	mapper      Mapper // nil: no mapping
 	log         *slog.Logger
 	metrics     *obs.Metrics
 	now         func() time.Time
@@ -53,7 +54,7 @@ type processor struct {
 
 func newProcessor(practice string, o *Options, policies map[string]string) *processor {
 	return &processor{
-		practice: practice, st: o.Store, conv: o.Converter, log: o.Logger.With("practice", practice), metrics: o.Metrics,
+		practice: practice, st: o.Store, conv: o.Converter, mapper: o.Mapper, log: o.Logger.With("practice", practice), metrics: o.Metrics,
 		now: o.Now, workers: o.Workers, maxAttempts: o.MaxAttempts, backoff: o.RetryBackoff, policies: policies,
 		onProcessed: o.OnProcessed, locks: &stripes{},
 		notify: make(chan struct{}, 1), replays: make(chan int64, 16),
@@ -433,6 +434,12 @@ func (p *processor) process(ctx context.Context, m store.HL7Message) (Event, err
 		return p.final(ctx, m, store.MsgQuarantined, clip("conversion: "+err.Error()))
 	case res == nil:
 		return p.final(ctx, m, store.MsgQuarantined, "conversion: no result")
+	}
+	if err := p.mapResources(ctx, m, res); err != nil {
+		if cerr := ctx.Err(); cerr != nil {
+			return Event{}, retryable{cerr}
+		}
+		return p.final(ctx, m, store.MsgQuarantined, clip(err.Error()))
 	}
 	st, err := p.apply(ctx, m, res)
 	if err != nil {

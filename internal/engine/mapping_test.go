@@ -1,0 +1,168 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/mediflow/mediflow/internal/config"
+	"github.com/mediflow/mediflow/internal/mapping"
+	"github.com/mediflow/mediflow/internal/obs"
+	"github.com/mediflow/mediflow/profiles"
+)
+
+// mappingConfig is testConfig with a mapping block and an HL7 listener.
+func mappingConfig(t *testing.T, baseURL, block string, files map[string]string) *config.Config {
+	t.Helper()
+	cfg := testConfig(t, baseURL)
+	for name, data := range files {
+		p := filepath.Join(cfg.BaseDir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	yaml := `server:
+  listen: 127.0.0.1:0
+store:
+  path: mediflow.db
+practices:
+  - id: clinic
+    name: Test Clinic
+` + block + `    connections:
+      - name: ehr
+        vendor: epic
+        base_url: ` + baseURL + `
+        auth:
+          type: none
+        sync:
+          - class: demographics
+            interval: 1m
+    hl7_listeners:
+      - name: adt
+        listen: 127.0.0.1:0
+apps:
+  - name: app
+    key: {value: ` + strings.Repeat("k", 40) + `}
+    practices: [clinic]
+`
+	c, err := config.Parse(filepath.Join(cfg.BaseDir, "mediflow.yaml"), []byte(yaml), config.WithSecretCheck(config.SecretsRequired))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func discard() Options { return Options{Logger: obs.NewLogger(io.Discard, 0, "json")} }
+
+// Synced resources are stored mapped with the connection's vendor profile
+// and carry its version; raw pages keep what the EHR sent.
+func TestSyncStoresCanonicalResources(t *testing.T) {
+	s := startSim(t)
+	cfg := mappingConfig(t, s.BaseURL("clinic"), "", nil)
+	ctx := context.Background()
+	eng, err := New(ctx, cfg, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	set := eng.MappingSet("clinic", "ehr")
+	if set == nil || set.Vendor() != "epic" {
+		t.Fatalf("connection set %v, want the epic profile", set)
+	}
+	if hs := eng.MappingSet("clinic", "adt"); hs != set {
+		t.Errorf("the HL7 listener should use the practice's first connection's profile")
+	}
+	if err := eng.SyncAll(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	want, err := mapping.Load(profiles.FS, "epic", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	src := s.Current("clinic", "Patient")
+	if len(src) == 0 {
+		t.Fatal("the simulator has no patients")
+	}
+	for id, body := range src {
+		got, err := eng.Store().GetResource(ctx, "clinic", "Patient", id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exp, _, err := want.Map(ctx, body, mapping.MapOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Body, exp) {
+			t.Errorf("Patient/%s is not the mapped source:\n got %s\nwant %s", id, got.Body, exp)
+		}
+		if !bytes.Contains(got.Body, []byte(mapping.ProfileTagSystem)) || !bytes.Contains(got.Body, []byte(want.Version())) {
+			t.Errorf("Patient/%s does not record the profile version %s", id, want.Version())
+		}
+		raw, err := eng.Store().GetRaw(ctx, "clinic", got.RawID)
+		if err != nil || !bytes.Contains(raw.Body, body) {
+			t.Errorf("Patient/%s: raw page %d does not hold the resource as served (%v)", id, got.RawID, err)
+		}
+	}
+}
+
+// With mapping disabled the store holds what the EHR sent.
+func TestSyncWithMappingDisabled(t *testing.T) {
+	s := startSim(t)
+	cfg := mappingConfig(t, s.BaseURL("clinic"), "    mapping:\n      enabled: false\n", nil)
+	ctx := context.Background()
+	eng, err := New(ctx, cfg, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer eng.Close()
+	if eng.MappingSet("clinic", "ehr") != nil {
+		t.Fatal("a disabled practice has a mapping set")
+	}
+	if err := eng.SyncAll(ctx, "test"); err != nil {
+		t.Fatal(err)
+	}
+	for id, body := range s.Current("clinic", "Patient") {
+		got, err := eng.Store().GetResource(ctx, "clinic", "Patient", id)
+		if err != nil || !bytes.Equal(got.Body, body) {
+			t.Fatalf("Patient/%s: stored %s, want as served (%v)", id, got.Body, err)
+		}
+	}
+}
+
+// A practice's overrides are loaded at New: good ones change the profile
+// version, bad ones stop New with file:line messages.
+func TestNewLoadsPracticeOverrides(t *testing.T) {
+	good := "resource: Patient\nrules:\n  - id: patient.birthDate\n    enabled: false\n    rationale: We keep birth dates as sent.\n"
+	bad := "resource: Patient\nrules:\n  - id: x\n    target: gendr\n    rationale: r\n"
+	ctx := context.Background()
+
+	cfg := mappingConfig(t, "http://127.0.0.1:1/fhir", "    mapping:\n      overrides: rules\n      time_zone: America/Chicago\n      vendor_version: May 2024\n",
+		map[string]string{"rules/overrides.yaml": good})
+	eng, err := New(ctx, cfg, discard())
+	if err != nil {
+		t.Fatalf("good overrides: %v", err)
+	}
+	defer eng.Close()
+	set := eng.MappingSet("clinic", "ehr")
+	if set == nil || !strings.Contains(set.Version(), "practice@") || set.VendorVersion() != "May 2024" {
+		t.Fatalf("set version %q vendor version %q, want a practice layer for May 2024", set.Version(), set.VendorVersion())
+	}
+	for _, r := range set.Rules("Patient") {
+		if r.ID == "patient.birthDate" {
+			t.Errorf("the override did not disable patient.birthDate")
+		}
+	}
+
+	cfg = mappingConfig(t, "http://127.0.0.1:1/fhir", "    mapping:\n      overrides: bad.yaml\n", map[string]string{"bad.yaml": bad})
+	_, err = New(ctx, cfg, discard())
+	if err == nil || !strings.Contains(err.Error(), "bad.yaml:4:") || !strings.Contains(err.Error(), "practice clinic") {
+		t.Fatalf("bad overrides: %v, want an error naming bad.yaml:4 and the practice", err)
+	}
+}
