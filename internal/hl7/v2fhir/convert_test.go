@@ -114,14 +114,6 @@ func TestSystemURI(t *testing.T) {
 	}
 }
 
-func TestJSONStrings(t *testing.T) {
-	got := string(appendJSONString(nil, "a\"b\\c\n\t\x01é\xff"))
-	want := `"a\"b\\c\n\t\u0001é` + "\ufffd" + `"`
-	if got != want {
-		t.Errorf("got %s, want %s", got, want)
-	}
-}
-
 func TestPaths(t *testing.T) {
 	doc := newObject()
 	p := func(s string) fpath {

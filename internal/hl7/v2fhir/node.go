@@ -2,9 +2,9 @@ package v2fhir
 
 import (
 	"fmt"
+	"github.com/mediflow/mediflow/internal/fhir"
 	"strconv"
 	"strings"
-	"unicode/utf8"
 )
 
 // This file holds the small JSON document the interpreter builds a resource
@@ -172,7 +172,7 @@ func (n *node) prune() bool {
 func (n *node) appendJSON(b []byte) []byte {
 	switch n.kind {
 	case kString:
-		return appendJSONString(b, n.str)
+		return fhir.AppendJSONString(b, n.str)
 	case kNumber, kBool:
 		return append(b, n.str...)
 	case kArray:
@@ -200,55 +200,11 @@ func (n *node) appendJSON(b []byte) []byte {
 			b = append(b, ',')
 		}
 		first = false
-		b = appendJSONString(b, m.key)
+		b = fhir.AppendJSONString(b, m.key)
 		b = append(b, ':')
 		b = m.val.appendJSON(b)
 	}
 	return append(b, '}')
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString writes s as a JSON string; invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, "\ufffd"...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }
 
 // stepMode says how a path step picks its element.

@@ -3,6 +3,7 @@ package v2fhir
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/mediflow/mediflow/internal/fhir"
 	"strings"
 )
 
@@ -37,7 +38,7 @@ func Repoint(body []byte, refType, from, into string) ([]byte, bool) {
 	last := 0
 	for _, e := range p.edits {
 		out = append(out, body[last:e.start]...)
-		out = appendJSONString(out, e.s)
+		out = fhir.AppendJSONString(out, e.s)
 		last = e.end
 	}
 	out = append(out, body[last:]...)
