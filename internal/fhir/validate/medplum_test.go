@@ -1,15 +1,8 @@
 package validate_test
 
 import (
-	"bufio"
-	"bytes"
-	"context"
-	"encoding/json"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/mediflow/mediflow/internal/fhir/model"
 	"github.com/mediflow/mediflow/internal/fhir/validate"
@@ -48,68 +41,20 @@ var medplumRejects = map[string]string{
 	"base64 with whitespace between groups": "Medplum's base64Binary regex allows no whitespace; R4's allows it between groups of four",
 }
 
-// medplumVerdict is one line of peers/fhir-validate.mjs's output.
-type medplumVerdict struct {
-	Line   int  `json:"line"`
-	OK     bool `json:"ok"`
-	Issues []struct {
-		Severity   string   `json:"severity"`
-		Expression []string `json:"expression"`
-		Details    string   `json:"details"`
-	} `json:"issues"`
-}
+// peers.MedplumVerdict is one line of peers/fhir-validate.mjs's output.
 
 // runMedplum validates each body (one line of JSON each) with Medplum's
 // validator and returns its verdicts in order.
-func runMedplum(t *testing.T, bodies []string) []medplumVerdict {
+func runMedplum(t *testing.T, bodies []string) []peers.MedplumVerdict {
 	t.Helper()
-	node := peers.Node(t)
-	dir := peers.Dir(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, node, filepath.Join(dir, "fhir-validate.mjs"))
-	cmd.Dir = dir
-	var in bytes.Buffer
-	for _, b := range bodies {
-		if strings.ContainsAny(b, "\r\n") {
-			t.Fatalf("body holds a line break: %q", b)
-		}
-		in.WriteString(b)
-		in.WriteByte('\n')
+	rs := make([][]byte, len(bodies))
+	for i, b := range bodies {
+		rs[i] = []byte(b)
 	}
-	cmd.Stdin = &in
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	if ctx.Err() != nil {
-		t.Fatalf("fhir-validate.mjs did not finish: %s", stderr.String())
-	}
-	if exit, ok := err.(*exec.ExitError); err != nil && (!ok || exit.ExitCode() != 1) {
-		t.Fatalf("fhir-validate.mjs: %v\n%s", err, stderr.String())
-	}
-	out := make([]medplumVerdict, len(bodies))
-	seen := make([]bool, len(bodies))
-	sc := bufio.NewScanner(&stdout)
-	sc.Buffer(make([]byte, 1<<20), 1<<24)
-	for sc.Scan() {
-		var v medplumVerdict
-		if err := json.Unmarshal(sc.Bytes(), &v); err != nil {
-			t.Fatalf("fhir-validate.mjs printed %q: %v", sc.Text(), err)
-		}
-		if v.Line < 1 || v.Line > len(bodies) || seen[v.Line-1] {
-			t.Fatalf("fhir-validate.mjs reported line %d of %d (twice?)", v.Line, len(bodies))
-		}
-		out[v.Line-1], seen[v.Line-1] = v, true
-	}
-	for i, ok := range seen {
-		if !ok {
-			t.Fatalf("fhir-validate.mjs said nothing about resource %d; stderr:\n%s", i+1, stderr.String())
-		}
-	}
-	return out
+	return peers.ValidateMedplum(t, rs)
 }
 
-func (v medplumVerdict) summary() string {
+func summary(v peers.MedplumVerdict) string {
 	var s []string
 	for _, is := range v.Issues {
 		s = append(s, is.Severity+" "+strings.Join(is.Expression, ",")+": "+is.Details)
@@ -138,7 +83,7 @@ func TestDifferentialMedplum(t *testing.T) {
 		reason, disagree := medplumAccepts[c.name]
 		switch {
 		case disagree && !verdicts[i].OK:
-			t.Errorf("%s: listed as accepted by Medplum (%s), but Medplum now rejects it: %s", c.name, reason, verdicts[i].summary())
+			t.Errorf("%s: listed as accepted by Medplum (%s), but Medplum now rejects it: %s", c.name, reason, summary(verdicts[i]))
 		case !disagree && verdicts[i].OK:
 			t.Errorf("%s: Medplum accepts it; ours rejects it with %v", c.name, errorsOf(v.Validate([]byte(c.body))))
 		}
@@ -159,7 +104,7 @@ func TestDifferentialMedplum(t *testing.T) {
 		case disagree && vd.OK:
 			t.Errorf("%s: listed as rejected by Medplum (%s), but Medplum now accepts it", c.name, reason)
 		case !disagree && !vd.OK:
-			t.Errorf("%s: Medplum rejects a resource ours accepts: %s", c.name, vd.summary())
+			t.Errorf("%s: Medplum rejects a resource ours accepts: %s", c.name, summary(vd))
 		}
 	}
 	for name := range medplumRejects {
