@@ -153,6 +153,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		e.closeStore()
 		return nil, err
 	}
+	m.metrics = e.metrics
 	e.mapper = m
 
 	if err := e.buildHL7(opts); err != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/mediflow/mediflow/internal/config"
 	"github.com/mediflow/mediflow/internal/mapping"
+	"github.com/mediflow/mediflow/internal/obs"
 	"github.com/mediflow/mediflow/profiles"
 )
 
@@ -24,6 +25,7 @@ const genericVendor = "generic"
 // immutable after newMapper and safe for concurrent use.
 type Mapper struct {
 	practices map[string]*practiceMapper // practice id → its sets; absent: mapping disabled
+	metrics   *obs.Metrics               // nil: issues are not counted
 }
 
 type practiceMapper struct {
@@ -166,11 +168,36 @@ func (m *Mapper) Map(ctx context.Context, practice, source, resourceType string,
 	if s == nil || !pm.typed[s][resourceType] {
 		return body, nil
 	}
-	out, _, err := s.Map(ctx, body, mapping.MapOptions{TimeZone: pm.tz, Direction: mapping.DirectionIn})
+	out, rep, err := s.Map(ctx, body, mapping.MapOptions{TimeZone: pm.tz, Direction: mapping.DirectionIn})
+	m.countIssues(practice, resourceType, rep, err)
 	if err != nil {
 		return nil, err
 	}
 	return out, nil
+}
+
+// countIssues counts what the mapping report says went wrong, per rule, in
+// the metrics (mediflow_mapping_issues_total): rule ids and resource types
+// only, never values.
+func (m *Mapper) countIssues(practice, resourceType string, rep *mapping.Report, err error) {
+	if m.metrics == nil || rep == nil {
+		return
+	}
+	var me *mapping.MapError
+	if errors.As(err, &me) {
+		m.metrics.MappingIssue(practice, resourceType, "", obs.MappingRejected)
+	}
+	for _, e := range rep.Elements {
+		switch {
+		case e.Status == mapping.StatusFailed:
+			m.metrics.MappingIssue(practice, resourceType, e.Rule, obs.MappingFailed)
+		case e.Required && e.Status == mapping.StatusEmpty:
+			m.metrics.MappingIssue(practice, resourceType, e.Rule, obs.MappingRequiredEmpty)
+		}
+		for range e.Unmapped {
+			m.metrics.MappingIssue(practice, resourceType, e.Rule, obs.MappingUnmappedCode)
+		}
+	}
 }
 
 // MappingSet returns the mapping Set the engine runs for a connection or

@@ -166,3 +166,42 @@ func TestNewLoadsPracticeOverrides(t *testing.T) {
 		t.Fatalf("bad overrides: %v, want an error naming bad.yaml:4 and the practice", err)
 	}
 }
+
+// Mapping issues are counted per rule in the metrics: an Observation
+// without a code leaves the required observation.code empty.
+func TestMappingIssuesAreCounted(t *testing.T) {
+	cfg := mappingConfig(t, "http://127.0.0.1:1", "", nil)
+	m, err := NewMapper(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.metrics = obs.NewMetrics()
+	body := []byte(`{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/p1"}}`)
+	for range 2 {
+		if _, err := m.Map(context.Background(), "clinic", "adt", "Observation", body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mfs, err := m.metrics.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got float64
+	for _, mf := range mfs {
+		if mf.GetName() != "mediflow_mapping_issues_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range mt.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["practice"] == "clinic" && labels["resource_type"] == "Observation" && labels["rule"] == "observation.code" && labels["kind"] == obs.MappingRequiredEmpty {
+				got = mt.GetCounter().GetValue()
+			}
+		}
+	}
+	if got != 2 {
+		t.Errorf("mediflow_mapping_issues_total{rule=observation.code,kind=required-empty} = %v, want 2", got)
+	}
+}

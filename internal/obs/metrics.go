@@ -40,6 +40,7 @@ type Metrics struct {
 	hl7Acks       *prometheus.CounterVec
 	hl7AckLatency *prometheus.HistogramVec
 	hl7Processed  *prometheus.CounterVec
+	mappingIssues *prometheus.CounterVec
 	lastSuccessMu sync.Mutex
 	lastSuccess   map[[2]string]time.Time // (practice, class) -> time of the last successful run
 	lagDesc       *prometheus.Desc
@@ -106,13 +107,17 @@ func NewMetrics(opts ...MetricsOption) *Metrics {
 		Name: "mediflow_hl7_processed_total",
 		Help: "Inbound HL7 v2 messages processed into FHIR resources, by practice, listener and final status (processed, ignored, quarantined, failed: will be retried).",
 	}, []string{"practice", "listener", "status"})
+	m.mappingIssues = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "mediflow_mapping_issues_total",
+		Help: "Mapping issues of canonical resources, by practice, resource type, rule id and kind: failed (a transform failed; the element kept what the EHR sent), required-empty (a required element stayed empty), unmapped-code (a code table did not list a code), rejected (the resource could not be mapped).",
+	}, []string{"practice", "resource_type", "rule", "kind"})
 	m.lagDesc = prometheus.NewDesc("mediflow_sync_lag_seconds",
 		"Seconds since the last successful sync run, by practice and data class.", []string{"practice", "class"}, nil)
 	m.lastDesc = prometheus.NewDesc("mediflow_sync_last_success_timestamp_seconds",
 		"Unix time of the last successful sync run, by practice and data class.", []string{"practice", "class"}, nil)
 
 	m.reg.MustRegister(m.syncRuns, m.resources, m.syncErrors, m.pages, m.pageDuration,
-		m.httpRequests, m.httpDuration, m.hl7Messages, m.hl7Acks, m.hl7AckLatency, m.hl7Processed, lagCollector{m},
+		m.httpRequests, m.httpDuration, m.hl7Messages, m.hl7Acks, m.hl7AckLatency, m.hl7Processed, m.mappingIssues, lagCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -214,6 +219,22 @@ func (m *Metrics) HL7Processed(practice, listener, status string) {
 		return
 	}
 	m.hl7Processed.WithLabelValues(practice, listener, status).Inc()
+}
+
+// Kinds of mapping issues for MappingIssue.
+const (
+	MappingFailed        = "failed"
+	MappingRequiredEmpty = "required-empty"
+	MappingUnmappedCode  = "unmapped-code"
+	MappingRejected      = "rejected"
+)
+
+// MappingIssue counts one issue of one mapping rule on one resource.
+func (m *Metrics) MappingIssue(practice, resourceType, rule, kind string) {
+	if m == nil {
+		return
+	}
+	m.mappingIssues.WithLabelValues(practice, resourceType, rule, kind).Inc()
 }
 
 // statusCode formats common codes without allocating.
