@@ -198,96 +198,49 @@ func StartHL7NodeServer(t testing.TB) *HL7NodeServer {
 	node := Node(t)
 	dir := HL7Dir(t)
 
-	cmd := exec.Command(node, filepath.Join(dir, "hl7-server.mjs"), "--port", "0", "--watch-stdin")
-	cmd.Dir = dir
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatalf("peers: hl7 server stdin: %v", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("peers: hl7 server stdout: %v", err)
-	}
 	s := &HL7NodeServer{changed: make(chan struct{}), stderr: &tailBuffer{max: 16 << 10}}
-	cmd.Stderr = s.stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("peers: start hl7 server: %v", err)
-	}
-
-	// The reader owns stdout until the process closes it; stop waits for it.
-	firstLine := make(chan string, 1)
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
-		first := true
-		for sc.Scan() {
-			if first {
-				first = false
-				firstLine <- sc.Text()
-				continue
-			}
-			var r HL7Received
-			err := json.Unmarshal(sc.Bytes(), &r)
-			s.mu.Lock()
-			if err != nil {
-				s.readErr = fmt.Errorf("hl7-server.mjs printed a line that is not a message: %w", err)
-			} else {
-				s.received = append(s.received, r)
-			}
-			s.notifyLocked()
-			s.mu.Unlock()
-			if err != nil {
-				break
-			}
-		}
-		if first {
-			close(firstLine)
-		}
-		s.mu.Lock()
-		if s.readErr == nil {
-			s.readErr = sc.Err()
-			if s.readErr == nil {
-				s.readErr = io.EOF
-			}
-		}
-		s.notifyLocked()
-		s.mu.Unlock()
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	var stopOnce sync.Once
-	stop := func() {
-		stopOnce.Do(func() {
-			_ = stdin.Close() // --watch-stdin: the server exits when stdin closes
-			select {
-			case <-exited:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-			<-readerDone
-		})
-	}
-	t.Cleanup(stop)
-
-	var line string
-	select {
-	case line = <-firstLine:
-	case <-time.After(hl7Timeout):
-		stop()
-		t.Fatalf("peers: hl7 server did not report its port within %s; stderr:\n%s", hl7Timeout, s.stderr)
-	}
 	var ready struct {
 		Port int `json:"port"`
 	}
-	if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &ready); err != nil || ready.Port == 0 {
-		stop()
-		t.Fatalf("peers: hl7 server did not start (first stdout line %q); stderr:\n%s", line, s.stderr)
-	}
+	startServerPeer(t, "hl7 server", node, dir, "hl7-server.mjs", hl7Timeout, s.stderr,
+		func(stdout io.Reader, first chan<- string) {
+			sc := bufio.NewScanner(stdout)
+			sc.Buffer(make([]byte, 0, 64<<10), 64<<20)
+			waiting := true // for the first line (the port)
+			for sc.Scan() {
+				if waiting {
+					waiting = false
+					first <- sc.Text()
+					continue
+				}
+				var r HL7Received
+				err := json.Unmarshal(sc.Bytes(), &r)
+				s.mu.Lock()
+				if err != nil {
+					s.readErr = fmt.Errorf("hl7-server.mjs printed a line that is not a message: %w", err)
+				} else {
+					s.received = append(s.received, r)
+				}
+				s.notifyLocked()
+				s.mu.Unlock()
+				if err != nil {
+					break
+				}
+			}
+			if waiting {
+				close(first)
+			}
+			s.mu.Lock()
+			if s.readErr == nil {
+				s.readErr = sc.Err()
+				if s.readErr == nil {
+					s.readErr = io.EOF
+				}
+			}
+			s.notifyLocked()
+			s.mu.Unlock()
+			_, _ = io.Copy(io.Discard, stdout)
+		}, &ready)
 	s.Addr = fmt.Sprintf("127.0.0.1:%d", ready.Port)
 	return s
 }

@@ -8,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -34,65 +32,17 @@ func StartMedplum(t testing.TB) string {
 	node := Node(t)
 	dir := Dir(t)
 
-	cmd := exec.Command(node, filepath.Join(dir, "medplum-fhir-server.mjs"), "--port", "0", "--watch-stdin")
-	cmd.Dir = dir
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatalf("peers: medplum stdin: %v", err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatalf("peers: medplum stdout: %v", err)
-	}
-	stderr := &tailBuffer{max: 16 << 10}
-	cmd.Stderr = stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("peers: start medplum server: %v", err)
-	}
-
-	// The reader owns stdout until the process closes it; Cleanup waits for it.
-	firstLine := make(chan string, 1)
-	readerDone := make(chan struct{})
-	go func() {
-		defer close(readerDone)
-		br := bufio.NewReader(stdout)
-		line, _ := br.ReadString('\n')
-		firstLine <- line
-		_, _ = io.Copy(io.Discard, br)
-	}()
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	var stopOnce sync.Once
-	stop := func() {
-		stopOnce.Do(func() {
-			_ = stdin.Close() // --watch-stdin: the server exits when stdin closes
-			select {
-			case <-exited:
-			case <-time.After(5 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-			<-readerDone
-		})
-	}
-	t.Cleanup(stop)
-
-	var line string
-	select {
-	case line = <-firstLine:
-	case <-time.After(medplumStartTimeout):
-		stop()
-		t.Fatalf("peers: medplum server did not report its port within %s; stderr:\n%s", medplumStartTimeout, stderr)
-	}
 	var ready struct {
 		Port    int    `json:"port"`
 		BaseURL string `json:"baseUrl"`
 	}
-	if err := json.Unmarshal([]byte(strings.TrimSpace(line)), &ready); err != nil || ready.Port == 0 {
-		stop()
-		t.Fatalf("peers: medplum server did not start (first stdout line %q); stderr:\n%s", line, stderr)
-	}
+	startServerPeer(t, "medplum server", node, dir, "medplum-fhir-server.mjs", medplumStartTimeout, &tailBuffer{max: 16 << 10},
+		func(stdout io.Reader, first chan<- string) {
+			br := bufio.NewReader(stdout)
+			line, _ := br.ReadString('\n')
+			first <- line
+			_, _ = io.Copy(io.Discard, br)
+		}, &ready)
 	return fmt.Sprintf("http://127.0.0.1:%d", ready.Port)
 }
 
