@@ -41,6 +41,7 @@ type Metrics struct {
 	hl7AckLatency *prometheus.HistogramVec
 	hl7Processed  *prometheus.CounterVec
 	mappingIssues *prometheus.CounterVec
+	freshness     *prometheus.HistogramVec
 	lastSuccessMu sync.Mutex
 	lastSuccess   map[[2]string]time.Time // (practice, class) -> time of the last successful run
 	lagDesc       *prometheus.Desc
@@ -111,13 +112,18 @@ func NewMetrics(opts ...MetricsOption) *Metrics {
 		Name: "mediflow_mapping_issues_total",
 		Help: "Mapping issues of canonical resources, by practice, resource type, rule id and kind: failed (a transform failed; the element kept what the EHR sent), required-empty (a required element stayed empty), unmapped-code (a code table did not list a code), rejected (the resource could not be mapped).",
 	}, []string{"practice", "resource_type", "rule", "kind"})
+	m.freshness = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "mediflow_freshness_lag_seconds",
+		Help:    "Time from a change at the source (meta.lastUpdated or the event time) to the change being readable through the app API, by practice and data class. Incremental and real-time changes only.",
+		Buckets: []float64{.1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 4 * 3600, 24 * 3600},
+	}, []string{"practice", "class"})
 	m.lagDesc = prometheus.NewDesc("mediflow_sync_lag_seconds",
 		"Seconds since the last successful sync run, by practice and data class.", []string{"practice", "class"}, nil)
 	m.lastDesc = prometheus.NewDesc("mediflow_sync_last_success_timestamp_seconds",
 		"Unix time of the last successful sync run, by practice and data class.", []string{"practice", "class"}, nil)
 
 	m.reg.MustRegister(m.syncRuns, m.resources, m.syncErrors, m.pages, m.pageDuration,
-		m.httpRequests, m.httpDuration, m.hl7Messages, m.hl7Acks, m.hl7AckLatency, m.hl7Processed, m.mappingIssues, lagCollector{m},
+		m.httpRequests, m.httpDuration, m.hl7Messages, m.hl7Acks, m.hl7AckLatency, m.hl7Processed, m.mappingIssues, m.freshness, lagCollector{m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -166,6 +172,15 @@ func (m *Metrics) SyncSucceeded(practice, class string, t time.Time) {
 	if t.After(m.lastSuccess[k]) {
 		m.lastSuccess[k] = t
 	}
+}
+
+// FreshnessLag records the lag of one change of a practice's data class
+// (it implements freshness.Observer).
+func (m *Metrics) FreshnessLag(practice, class string, lag time.Duration) {
+	if m == nil {
+		return
+	}
+	m.freshness.WithLabelValues(practice, class).Observe(lag.Seconds())
 }
 
 // PageFetched counts one fetched page and how long the fetch took.

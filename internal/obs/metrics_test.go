@@ -42,6 +42,8 @@ func TestMetricsExposed(t *testing.T) {
 	m.SyncSucceeded("clinic-a", "demographics", now.Add(-200*time.Second)) // older: ignored
 	m.PageFetched("clinic-a", "epic-main", "Patient", 120*time.Millisecond)
 	m.HTTPRequest("api", "GET /fhir/{practice}/{type}", "GET", 200, 3*time.Millisecond)
+	m.FreshnessLag("clinic-a", "scheduling", 1500*time.Millisecond)
+	m.FreshnessLag("clinic-a", "scheduling", 40*time.Second)
 
 	out := scrape(t, m)
 	for _, want := range []string{
@@ -53,6 +55,9 @@ func TestMetricsExposed(t *testing.T) {
 		`mediflow_sync_page_fetch_seconds_count{connection="epic-main",practice="clinic-a"} 1`,
 		`mediflow_http_requests_total{code="200",method="GET",route="GET /fhir/{practice}/{type}",server="api"} 1`,
 		`mediflow_http_request_duration_seconds_count{method="GET",route="GET /fhir/{practice}/{type}",server="api"} 1`,
+		`mediflow_freshness_lag_seconds_count{class="scheduling",practice="clinic-a"} 2`,
+		`mediflow_freshness_lag_seconds_bucket{class="scheduling",practice="clinic-a",le="2.5"} 1`,
+		`mediflow_freshness_lag_seconds_sum{class="scheduling",practice="clinic-a"} 41.5`,
 		`go_goroutines`,
 	} {
 		if !strings.Contains(out, want) {
@@ -72,6 +77,7 @@ func TestNilMetricsIsSafe(t *testing.T) {
 	m.SyncSucceeded("a", "b", time.Now())
 	m.PageFetched("a", "b", "c", time.Second)
 	m.HTTPRequest("a", "b", "c", 200, time.Second)
+	m.FreshnessLag("a", "b", time.Second)
 }
 
 func TestMiddlewareLogsPatternNotPath(t *testing.T) {
