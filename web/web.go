@@ -9,6 +9,8 @@ import (
 	"html/template"
 	"io/fs"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -22,11 +24,15 @@ var files embed.FS
 //	ago NOW T     "12s ago", "3m ago", "never" for a zero T
 //	when T        "2006-01-02 15:04:05 UTC", "—" for a zero T
 //	total MAP     the sum of a map[string]int
+//	dur D         a duration rounded for reading: "850ms", "12.4s", "3m10s", "2h5m"
+//	pct F         a fraction as a percentage: 0.987 → "98.7%"
 func StatusTemplate() (*template.Template, error) {
 	t, err := template.New("status.html").Funcs(template.FuncMap{
 		"ago":   ago,
 		"when":  when,
 		"total": total,
+		"dur":   dur,
+		"pct":   pct,
 	}).ParseFS(files, "templates/status.html")
 	if err != nil {
 		return nil, fmt.Errorf("web: parse status template: %w", err)
@@ -77,3 +83,28 @@ func total(m map[string]int) int {
 	}
 	return n
 }
+
+func dur(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	case d < time.Hour:
+		return strings.TrimSuffix(d.Round(time.Second).String(), "m0s") + trailing(d.Round(time.Second), time.Minute, "m")
+	default:
+		r := d.Round(time.Minute)
+		return strings.TrimSuffix(strings.TrimSuffix(r.String(), "0s"), "h0m") + trailing(r, time.Hour, "h")
+	}
+}
+
+// trailing returns unit when d is a whole number of u (the "m0s" or "h0m"
+// the caller trimmed).
+func trailing(d, u time.Duration, unit string) string {
+	if d%u == 0 {
+		return unit
+	}
+	return ""
+}
+
+func pct(f float64) string { return strconv.FormatFloat(100*f, 'f', 1, 64) + "%" }

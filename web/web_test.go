@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/mediflow/mediflow/internal/api"
+	"github.com/mediflow/mediflow/internal/freshness"
 	"github.com/mediflow/mediflow/web"
 )
 
@@ -26,7 +27,11 @@ func TestStatusTemplateRendersStatus(t *testing.T) {
 		Practices: []api.PracticeStatus{
 			{ID: "north", Name: "North Clinic <&>", Resources: map[string]int{"Patient": 40, "Appointment": 2},
 				Connections: []api.ConnectionStatus{{Name: "epic-prod", Vendor: "epic", BaseURLHost: "fhir.north.example", State: "ok", LastRun: run}},
-				LastRun:     run},
+				LastRun:     run,
+				Freshness: []freshness.Stat{
+					{Class: "scheduling", Count: 12, P50: 850 * time.Millisecond, P95: 12400 * time.Millisecond, P99: 190 * time.Second, SLO: time.Minute, WithinSLO: 0.987, Compliant: false},
+					{Class: "reference", Count: 3, P50: 2 * time.Hour, P95: 2 * time.Hour, P99: 2 * time.Hour},
+				}},
 			{ID: "south", Errors: []string{"token endpoint answered invalid_client"},
 				Connections: []api.ConnectionStatus{{Name: "generic", Vendor: "generic", State: "error", LastError: "token endpoint answered invalid_client"}}},
 		},
@@ -39,7 +44,8 @@ func TestStatusTemplateRendersStatus(t *testing.T) {
 	for _, want := range []string{
 		"North Clinic &lt;&amp;&gt;", "fhir.north.example", "epic-prod", "state-ok", "1m ago", "Patient", ">40<",
 		"<span class=\"count\">42</span>", "fetched 120 · new 100 · changed 15 · unchanged 5 · failed 0",
-		"invalid_client", "state-error", "no run yet", "version 1.2.3", `href="/metrics"`, `href="/healthz"`,
+		"invalid_client", "state-error", "no run yet",
+		"<td>scheduling</td>", ">850ms<", ">12.4s<", ">3m10s<", ">1m<", ">98.7%<", ">2h<", ">none<", "version 1.2.3", `href="/metrics"`, `href="/healthz"`,
 	} {
 		if !strings.Contains(html, want) {
 			t.Errorf("page lacks %q", want)

@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/mediflow/mediflow/internal/fhir/searchparam"
+	"github.com/mediflow/mediflow/internal/freshness"
 	"github.com/mediflow/mediflow/internal/obs"
 	"github.com/mediflow/mediflow/internal/store"
 	"github.com/mediflow/mediflow/web"
@@ -73,6 +74,9 @@ type Config struct {
 	ExposeStatus bool
 	// Version is reported in the CapabilityStatement and the status.
 	Version string
+	// Freshness reports measured freshness per data class of a practice
+	// (GET /v1/practices/{practice}/freshness); nil: nothing measured.
+	Freshness func(practice string) []freshness.Stat
 }
 
 // StatusFunc returns the engine's current status. It must be PHI-free.
@@ -105,6 +109,7 @@ type server struct {
 	tmpl         *template.Template
 	mux          *http.ServeMux
 	auditor      *auditBatcher
+	freshness    func(practice string) []freshness.Stat
 }
 
 // New validates cfg and returns the API handler with its middleware (request
@@ -124,6 +129,7 @@ func New(cfg Config) (http.Handler, error) {
 		exposeStatus: cfg.ExposeStatus,
 		version:      cfg.Version,
 		types:        map[string]bool{},
+		freshness:    cfg.Freshness,
 	}
 	s.auditor = newAuditBatcher(func(ctx context.Context, evs []store.AuditEvent) error { return s.st.Audit(ctx, evs...) })
 	if s.log == nil {
@@ -247,6 +253,7 @@ func routes() []route {
 		{pattern: "GET /v1/status", access: local, handle: (*server).statusJSON},
 
 		{pattern: "GET /v1/practices", access: keyed, handle: (*server).listPractices},
+		{pattern: "GET /v1/practices/{practice}/freshness", access: tenant, action: "freshness", handle: (*server).practiceFreshness},
 		{pattern: "GET /v1/practices/{practice}/changes", access: tenant, action: "changes", auditSuccess: true, handle: (*server).changes},
 
 		{pattern: "GET /fhir/{practice}/metadata", access: tenant, action: "capabilities", handle: (*server).metadata},

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/mediflow/mediflow/internal/freshness"
 	"github.com/mediflow/mediflow/internal/store"
 	"github.com/mediflow/mediflow/web"
 )
@@ -34,6 +35,9 @@ type PracticeStatus struct {
 	LastRun *RunStatus `json:"last_run,omitempty"`
 	// Errors are recent PHI-free error texts, newest first.
 	Errors []string `json:"errors,omitempty"`
+	// Freshness is the measured lag from a change at the source to it
+	// being readable here, per data class (see package freshness).
+	Freshness []freshness.Stat `json:"freshness,omitempty"`
 }
 
 // ConnectionStatus is the state of one EHR connection of a practice.
@@ -147,7 +151,34 @@ func (s *server) snapshot(ctx context.Context) Status {
 	if st.Practices == nil {
 		st.Practices = []PracticeStatus{}
 	}
+	if s.freshness != nil {
+		for i := range st.Practices {
+			if st.Practices[i].Freshness == nil {
+				st.Practices[i].Freshness = s.freshness(st.Practices[i].ID)
+			}
+		}
+	}
 	return st
+}
+
+// freshnessJSON is the answer of GET /v1/practices/{practice}/freshness.
+type freshnessJSON struct {
+	Practice string           `json:"practice"`
+	Classes  []freshness.Stat `json:"classes"`
+}
+
+// practiceFreshness: GET /v1/practices/{practice}/freshness, the measured
+// lag from a change at the EHR to it being readable here, per data class:
+// percentiles over the window and compliance with each class's SLO.
+func (s *server) practiceFreshness(w http.ResponseWriter, r *http.Request, c *call) {
+	c.entity = "freshness"
+	out := freshnessJSON{Practice: c.practice, Classes: []freshness.Stat{}}
+	if s.freshness != nil {
+		if st := s.freshness(c.practice); st != nil {
+			out.Classes = st
+		}
+	}
+	writeJSON(w, http.StatusOK, plainJSON, out)
 }
 
 // statusJSON: GET /v1/status
