@@ -12,6 +12,7 @@ import (
 	"github.com/mediflow/mediflow/internal/config"
 	"github.com/mediflow/mediflow/internal/mapping"
 	"github.com/mediflow/mediflow/internal/obs"
+	"github.com/mediflow/mediflow/internal/sync"
 	"github.com/mediflow/mediflow/profiles"
 )
 
@@ -34,6 +35,9 @@ type practiceMapper struct {
 	fallback *mapping.Set                     // for a source not configured (replay tools): the HL7 set
 	tz       *time.Location                   // nil: the profile's default
 }
+
+// The sync records mapping issues per run through sync.IssueMapper.
+var _ sync.IssueMapper = (*Mapper)(nil)
 
 // NewMapper loads one Set per (practice, vendor) from the shipped profiles
 // (fsys; nil: package profiles) with the practice's overrides. Every load
@@ -160,20 +164,70 @@ func (m *Mapper) set(practice, source string) (*mapping.Set, *practiceMapper) {
 
 // Map maps one resource from a source (connection or HL7 listener) of a
 // practice. Body comes back unchanged when the practice's mapping is
-// disabled, and for a resource type the Set has no rules of its own for:
-// only the rules for every type ("Resource": pruning empty values) would
-// run, and skipping them keeps sync throughput up (see MapsType).
+// disabled, and for a resource type that no layer of the Set (canonical,
+// vendor, practice) has rules of its own for: only the rules for every type
+// ("Resource": pruning empty values) would run, and skipping them keeps sync
+// throughput up (see MapsType). The canonical profile has rules for every
+// type of the sync's data classes, so the skip is for types outside them
+// (the billing class's optional ChargeItem and Claim, HL7 v2 conversions to
+// other types).
 func (m *Mapper) Map(ctx context.Context, practice, source, resourceType string, body []byte) ([]byte, error) {
+	out, _, err := m.mapOne(ctx, practice, source, resourceType, body, false)
+	return out, err
+}
+
+// MapWithIssues is Map that also returns what went wrong per element, as
+// "<rule id>: <kind>" with kind failed, required-empty or unmapped-code
+// (one entry per occurrence; rule ids only, never values). It implements
+// sync.IssueMapper, so a sync run records them in its per-type stats. A
+// resource the mapping rejects returns its error and the issues found up
+// to then (the unmapped code that rejected it among them).
+func (m *Mapper) MapWithIssues(ctx context.Context, practice, source, resourceType string, body []byte) ([]byte, []string, error) {
+	return m.mapOne(ctx, practice, source, resourceType, body, true)
+}
+
+func (m *Mapper) mapOne(ctx context.Context, practice, source, resourceType string, body []byte, wantIssues bool) ([]byte, []string, error) {
 	s, pm := m.set(practice, source)
 	if s == nil || !pm.typed[s][resourceType] {
-		return body, nil
+		return body, nil, nil
 	}
 	out, rep, err := s.Map(ctx, body, mapping.MapOptions{TimeZone: pm.tz, Direction: mapping.DirectionIn})
 	m.countIssues(practice, resourceType, rep, err)
-	if err != nil {
-		return nil, err
+	var issues []string
+	if wantIssues {
+		issues = issueKeys(rep)
 	}
-	return out, nil
+	if err != nil {
+		return nil, issues, err
+	}
+	return out, issues, nil
+}
+
+// issueKeys lists a report's issues as "<rule id>: <kind>", one per
+// occurrence, in report order.
+func issueKeys(rep *mapping.Report) []string {
+	var out []string
+	eachIssue(rep, func(rule, kind string) { out = append(out, rule+": "+kind) })
+	return out
+}
+
+// eachIssue calls fn for every issue of a report, in report order: a
+// failed transform, a required element left empty, and each unmapped code.
+func eachIssue(rep *mapping.Report, fn func(rule, kind string)) {
+	if rep == nil {
+		return
+	}
+	for _, e := range rep.Elements {
+		switch {
+		case e.Status == mapping.StatusFailed:
+			fn(e.Rule, obs.MappingFailed)
+		case e.Required && e.Status == mapping.StatusEmpty:
+			fn(e.Rule, obs.MappingRequiredEmpty)
+		}
+		for range e.Unmapped {
+			fn(e.Rule, obs.MappingUnmappedCode)
+		}
+	}
 }
 
 // countIssues counts what the mapping report says went wrong, per rule, in
@@ -187,17 +241,7 @@ func (m *Mapper) countIssues(practice, resourceType string, rep *mapping.Report,
 	if errors.As(err, &me) {
 		m.metrics.MappingIssue(practice, resourceType, "", obs.MappingRejected)
 	}
-	for _, e := range rep.Elements {
-		switch {
-		case e.Status == mapping.StatusFailed:
-			m.metrics.MappingIssue(practice, resourceType, e.Rule, obs.MappingFailed)
-		case e.Required && e.Status == mapping.StatusEmpty:
-			m.metrics.MappingIssue(practice, resourceType, e.Rule, obs.MappingRequiredEmpty)
-		}
-		for range e.Unmapped {
-			m.metrics.MappingIssue(practice, resourceType, e.Rule, obs.MappingUnmappedCode)
-		}
-	}
+	eachIssue(rep, func(rule, kind string) { m.metrics.MappingIssue(practice, resourceType, rule, kind) })
 }
 
 // MappingSet returns the mapping Set the engine runs for a connection or
@@ -215,7 +259,9 @@ func (m *Mapper) Set(practice, source string) *mapping.Set {
 
 // MapsType reports whether resources of a type from a source of a practice
 // are mapped (and so carry the profile tag): the practice's mapping is
-// enabled and its Set has rules for the type.
+// enabled and a layer of its Set has rules of its own for the type (every
+// type of the sync's data classes has canonical rules, apart from the
+// billing class's optional ChargeItem and Claim).
 func (m *Mapper) MapsType(practice, source, resourceType string) bool {
 	s, pm := m.set(practice, source)
 	return s != nil && pm.typed[s][resourceType]

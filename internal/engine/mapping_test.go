@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/mediflow/mediflow/internal/config"
+	"github.com/mediflow/mediflow/internal/dataclass"
 	"github.com/mediflow/mediflow/internal/mapping"
 	"github.com/mediflow/mediflow/internal/obs"
 	"github.com/mediflow/mediflow/profiles"
@@ -203,5 +204,112 @@ func TestMappingIssuesAreCounted(t *testing.T) {
 	}
 	if got != 2 {
 		t.Errorf("mediflow_mapping_issues_total{rule=observation.code,kind=required-empty} = %v, want 2", got)
+	}
+}
+
+// MapWithIssues returns the mapping issues of one resource as
+// "<rule id>: <kind>", one entry per occurrence, PHI-free; with the error
+// of a resource the mapping rejects; and none for a type without rules.
+func TestMapperReportsIssues(t *testing.T) {
+	cfg := mappingConfig(t, "http://127.0.0.1:1", "", nil)
+	m, err := NewMapper(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	for _, c := range []struct {
+		name, rt, body string
+		want           []string
+		fails          bool
+	}{
+		{"required element empty", "Observation", `{"resourceType":"Observation","id":"o1","status":"final","subject":{"reference":"Patient/p1"}}`,
+			[]string{"observation.code: required-empty"}, false},
+		{"two phones that cannot be read", "Patient", `{"resourceType":"Patient","id":"p1","gender":"female","telecom":[{"system":"phone","value":"12"},{"system":"fax","value":"34"}]}`,
+			[]string{"patient.telecom.phone: failed", "patient.telecom.phone: failed"}, false},
+		{"code the table lacks, error policy", "Appointment", `{"resourceType":"Appointment","id":"a1","status":"zzz-secret-status","participant":[{"status":"accepted","actor":{"reference":"Patient/p1"}}]}`,
+			[]string{"appointment.status: failed", "appointment.status: unmapped-code"}, true},
+		{"a newly covered type", "Slot", `{"resourceType":"Slot","id":"s1","status":"free","start":"2026-05-05T14:30:00Z","end":"2026-05-05T15:00:00Z"}`,
+			[]string{"slot.schedule: required-empty"}, false},
+		{"nothing wrong", "Slot", `{"resourceType":"Slot","id":"s2","schedule":{"reference":"Schedule/x"},"status":"free","start":"2026-05-05T14:30:00Z","end":"2026-05-05T15:00:00Z"}`,
+			nil, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, issues, err := m.MapWithIssues(ctx, "clinic", "ehr", c.rt, []byte(c.body))
+			if (err != nil) != c.fails {
+				t.Fatalf("error %v, want failure %v", err, c.fails)
+			}
+			if !c.fails && !bytes.Contains(out, []byte(mapping.ProfileTagSystem)) {
+				t.Errorf("output does not carry the profile tag: %s", out)
+			}
+			if strings.Join(issues, "|") != strings.Join(c.want, "|") {
+				t.Errorf("issues %q, want %q", issues, c.want)
+			}
+			for _, is := range issues {
+				if strings.Contains(is, "secret") || strings.Contains(is, "12") {
+					t.Errorf("issue %q quotes a value", is)
+				}
+			}
+			// Map gives the same result without the issues.
+			plain, perr := m.Map(ctx, "clinic", "ehr", c.rt, []byte(c.body))
+			if !bytes.Equal(plain, out) || (perr != nil) != c.fails {
+				t.Errorf("Map and MapWithIssues differ: %s / %v", plain, perr)
+			}
+		})
+	}
+
+	// A type no layer has rules for comes back as sent, without issues.
+	body := []byte(`{"resourceType":"Basic","id":"b1","code":{"text":"x"},"note":[]}`)
+	if m.MapsType("clinic", "ehr", "Basic") {
+		t.Fatal("Basic has no rules, yet MapsType says it is mapped")
+	}
+	out, issues, err := m.MapWithIssues(ctx, "clinic", "ehr", "Basic", body)
+	if err != nil || !bytes.Equal(out, body) || issues != nil {
+		t.Errorf("Basic: %s %q %v, want the body unchanged and no issues", out, issues, err)
+	}
+}
+
+// Every type of the sync's data classes has canonical rules: resources of
+// the types once stored unmapped (DocumentReference, MedicationRequest,
+// DiagnosticReport, Slot, Schedule, Location, Organization) carry the
+// profile tag.
+func TestEverySyncedTypeIsMapped(t *testing.T) {
+	cfg := mappingConfig(t, "http://127.0.0.1:1", "", nil)
+	m, err := NewMapper(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startSim(t)
+	version := m.Set("clinic", "ehr").Version()
+	for _, rt := range s.ResourceTypes("clinic") {
+		if !m.MapsType("clinic", "ehr", rt) {
+			t.Errorf("%s: not mapped", rt)
+			continue
+		}
+		src := s.Current("clinic", rt)
+		if len(src) == 0 {
+			t.Errorf("%s: the simulator has none", rt)
+		}
+		for id, body := range src {
+			out, err := m.Map(context.Background(), "clinic", "ehr", rt, body)
+			if err != nil {
+				t.Fatalf("%s/%s: %v", rt, id, err)
+			}
+			if !bytes.Contains(out, []byte(version)) {
+				t.Errorf("%s/%s does not record the profile version %s", rt, id, version)
+			}
+			break
+		}
+	}
+	n := 0
+	for _, c := range dataclass.All() {
+		for _, rt := range c.ResourceTypes {
+			n++
+			if !m.MapsType("clinic", "ehr", rt) {
+				t.Errorf("%s (data class %s): MapsType false, want mapped by its canonical rules", rt, c.Name)
+			}
+		}
+	}
+	if n < 15 {
+		t.Errorf("the data classes name only %d types", n)
 	}
 }

@@ -12,16 +12,22 @@ import (
 	"github.com/mediflow/mediflow/profiles"
 )
 
-// benchMix returns simulator Patients, Appointments and Coverages of a
-// flavour, interleaved.
-func benchMix(b *testing.B, flavor string) [][]byte {
+// mixTypes is the mix of BenchmarkMapMix: the types a practice has most of.
+var mixTypes = []string{"Patient", "Appointment", "Coverage"}
+
+// benchMix returns simulator resources of a flavour of the given types
+// (default mixTypes), interleaved, 200 of each.
+func benchMix(b *testing.B, flavor string, types ...string) [][]byte {
 	b.Helper()
 	s, err := sim.New(sim.Config{Tenants: []sim.TenantConfig{{ID: "bench", Flavor: flavor, Seed: 9, Data: &gen.Options{Patients: 200}}}})
 	if err != nil {
 		b.Fatal(err)
 	}
-	var lists [3][][]byte
-	for i, rt := range []string{"Patient", "Appointment", "Coverage"} {
+	if len(types) == 0 {
+		types = mixTypes
+	}
+	lists := make([][][]byte, len(types))
+	for i, rt := range types {
 		for _, body := range s.Current("bench", rt) {
 			lists[i] = append(lists[i], body)
 		}
@@ -35,12 +41,12 @@ func benchMix(b *testing.B, flavor string) [][]byte {
 	return out
 }
 
-func benchmarkMap(b *testing.B, vendor, flavor string) {
+func benchmarkMap(b *testing.B, vendor, flavor string, types ...string) {
 	set, err := Load(profiles.FS, vendor, "", goldenPractice(b))
 	if err != nil {
 		b.Fatal(err)
 	}
-	mix := benchMix(b, flavor)
+	mix := benchMix(b, flavor, types...)
 	var unmapped conceptmap.Unmapped
 	opts := MapOptions{Unmapped: &unmapped}
 	ctx := context.Background()
@@ -72,6 +78,13 @@ func BenchmarkMapMix(b *testing.B) { benchmarkMap(b, "epic", "epic") }
 
 // BenchmarkMapMixGeneric is the same mix from the generic flavour.
 func BenchmarkMapMixGeneric(b *testing.B) { benchmarkMap(b, "generic", "generic") }
+
+// BenchmarkMapNewTypes maps the types that got canonical rules last
+// (DocumentReference, MedicationRequest, Slot, Schedule, Location,
+// Organization; equal parts) with the generic profile.
+func BenchmarkMapNewTypes(b *testing.B) {
+	benchmarkMap(b, "generic", "generic", "DocumentReference", "MedicationRequest", "Slot", "Schedule", "Location", "Organization")
+}
 
 // BenchmarkMapOracle maps Oracle Health's published Patient, Appointment
 // and Coverage examples with the Oracle Health profile (its codeSet rule

@@ -78,7 +78,7 @@ func TestMapEpicPatient(t *testing.T) {
 		`"line":["3268 West Johnson St."]`,
 		`{"url":"http://vendor/custom","valueString":"kept"}`,
 		`"maritalStatus":{"text":"Married"}`,
-		`"tag":[{"code":"epic@1 + canonical@1 + practice@`,
+		`"tag":[{"code":"epic@2 + canonical@2 + practice@`,
 	} {
 		if !strings.Contains(s, want) {
 			t.Errorf("output lacks %s:\n%s", want, s)

@@ -35,12 +35,20 @@ func goldenPractice(t testing.TB) Source {
 	return Source{Name: "testdata/golden/practice.yaml", Data: data}
 }
 
-// goldenTypes are the resource types the simulator inputs cover.
-var goldenTypes = []string{"Patient", "Practitioner", "Appointment", "Coverage", "Encounter", "Observation", "Condition", "AllergyIntolerance"}
+// goldenTypes are the resource types the simulator inputs cover: every type
+// the canonical profile has rules for. A flavour that does not serve a type
+// (Epic's R4 API has no Slot or Schedule; no flavour generates
+// DiagnosticReport) has no golden for it.
+var goldenTypes = []string{"Patient", "Practitioner", "Appointment", "Coverage", "Encounter", "Observation", "Condition", "AllergyIntolerance",
+	"DocumentReference", "MedicationRequest", "DiagnosticReport", "Slot", "Schedule", "Location", "Organization"}
 
 // oracleFixture selects Oracle Health's published read examples (responses,
 // not create/update request bodies) of the types the canonical rules cover.
-var oracleFixture = regexp.MustCompile(`^r4_(patient|appointment|coverage|encounter|practitioner|observation|condition|allergy_intolerance|combined_patient|combined_encounter)[a-z_]*\.json$`)
+var oracleFixture = regexp.MustCompile(`^r4_(patient|appointment|coverage|encounter|practitioner|observation|condition|allergy_intolerance|combined_patient|combined_encounter|document_reference|medication_request|diagnostic_report|slot|schedule|location|organization)[a-z_]*\.json$`)
+
+// oracleRequest marks request bodies among the examples (create, update,
+// patch, and the DiagnosticReport and DocumentReference POST examples).
+var oracleRequest = regexp.MustCompile(`_(create|update|patch|post)`)
 
 // oracleBroken are examples whose documentation text is corrupt (spaces
 // inside URLs and times: "http: //terminology...", "16: 09: 08"); mapping
@@ -65,7 +73,7 @@ func oracleInputs(t testing.TB) []goldenInput {
 	var out []goldenInput
 	for _, e := range entries {
 		n := e.Name()
-		if !oracleFixture.MatchString(n) || oracleBroken[n] || strings.Contains(n, "_create") || strings.Contains(n, "_update") || strings.Contains(n, "_patch") {
+		if !oracleFixture.MatchString(n) || oracleBroken[n] || oracleRequest.MatchString(n) {
 			continue
 		}
 		data, err := os.ReadFile(filepath.Join(dir, n))
@@ -146,8 +154,15 @@ func simInputs(t testing.TB, flavor string, perType int) []goldenInput {
 	if err != nil {
 		t.Fatal(err)
 	}
+	served := map[string]bool{}
+	for _, rt := range s.ResourceTypes("golden") {
+		served[rt] = true
+	}
 	var out []goldenInput
 	for _, rt := range goldenTypes {
+		if !served[rt] {
+			continue
+		}
 		cur := s.Current("golden", rt)
 		ids := make([]string, 0, len(cur))
 		for id := range cur {
@@ -346,4 +361,55 @@ func TestSyntheaValidates(t *testing.T) {
 		t.Errorf("only %d resources", n)
 	}
 	t.Logf("%d bundles, %d resources of %d types: all valid; %d rule issues, %d unmapped codes", len(files), n, len(types), issues, unmapped.Total())
+}
+
+// TestGoldensCoverEveryMappedType: every resource type the shipped profiles
+// have rules of their own for is in some golden output, so each type's rules
+// are checked on real shapes (vendor fixtures or simulator data) and the
+// output is validated.
+func TestGoldensCoverEveryMappedType(t *testing.T) {
+	vendors, err := Vendors(profiles.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]bool{}
+	for _, v := range vendors {
+		set, err := Load(profiles.FS, v, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, rt := range set.ResourceTypes() {
+			want[rt] = true
+		}
+	}
+	files, err := filepath.Glob(filepath.Join("testdata", "golden", "*", "*.json"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no golden files (%v)", err)
+	}
+	got := map[string]int{}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var entries []struct {
+			Resource struct {
+				ResourceType string `json:"resourceType"`
+			} `json:"resource"`
+		}
+		if err := json.Unmarshal(data, &entries); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		for _, e := range entries {
+			got[e.Resource.ResourceType]++
+		}
+	}
+	if len(want) < 15 {
+		t.Errorf("the shipped profiles have rules for only %d types: %v", len(want), want)
+	}
+	for rt := range want {
+		if got[rt] == 0 {
+			t.Errorf("no golden output of %s, which has rules (add its fixtures or simulator data to the golden inputs)", rt)
+		}
+	}
 }

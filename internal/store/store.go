@@ -174,6 +174,20 @@ type ResourceStore interface {
 	Changes(ctx context.Context, practice string, since int64, limit int) ([]Change, error)
 	// CountResources counts current (non-deleted) resources per type.
 	CountResources(ctx context.Context, practice string) (map[string]int, error)
+	// CurrentRefs lists the current version of every resource of one type
+	// in the practice, deleted ones included (flagged), ordered by id,
+	// without bodies. Reconciliation compares it with what the EHR holds.
+	CurrentRefs(ctx context.Context, practice, resourceType string) ([]ResourceRef, error)
+}
+
+// ResourceRef is the current version of one resource, without its body.
+type ResourceRef struct {
+	ID                string
+	Version           int
+	SourceVersionID   string
+	SourceLastUpdated time.Time
+	Connection        string
+	Deleted           bool
 }
 
 // Cursor is the sync position of one connection for one resource type.
@@ -217,6 +231,10 @@ type TypeStats struct {
 	Failed    int      `json:"failed"`
 	Pages     int      `json:"pages"`
 	Failures  []string `json:"failures,omitempty"` // reasons, PHI-free
+	// MappingIssues counts what the mapping reported for the resources
+	// of the run, keyed "<rule id>: <kind>" (kind failed, required-empty or
+	// unmapped-code): rule ids only, PHI-free. Nil when there were none.
+	MappingIssues map[string]int `json:"mappingIssues,omitempty"`
 }
 
 // Run is one sync run of a connection.

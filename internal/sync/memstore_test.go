@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"sort"
 	gosync "sync"
 	"time"
 
@@ -134,6 +135,21 @@ func (m *memStore) Search(context.Context, string, store.Query) (store.SearchPag
 
 func (m *memStore) Changes(context.Context, string, int64, int) ([]store.Change, error) {
 	return nil, errNotImpl
+}
+
+func (m *memStore) CurrentRefs(_ context.Context, practice, resourceType string) ([]store.ResourceRef, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []store.ResourceRef
+	for _, vs := range m.res {
+		r := vs[len(vs)-1]
+		if r.Practice == practice && r.ResourceType == resourceType {
+			out = append(out, store.ResourceRef{ID: r.ID, Version: r.Version, SourceVersionID: r.SourceVersionID,
+				SourceLastUpdated: r.SourceLastUpdated, Connection: r.Connection, Deleted: r.Deleted})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
 }
 
 func (m *memStore) CountResources(_ context.Context, practice string) (map[string]int, error) {

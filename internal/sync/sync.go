@@ -83,6 +83,17 @@ type Mapper interface {
 	Map(ctx context.Context, practice, connection, resourceType string, body []byte) ([]byte, error)
 }
 
+// IssueMapper is a Mapper that also says what went wrong per element of a
+// resource it mapped: one "<rule id>: <kind>" entry per occurrence, kind
+// failed, required-empty or unmapped-code (rule ids only, never values). When
+// Syncer.Mapper implements it, each run counts the issues per type in
+// TypeStats.MappingIssues. Issues come with a mapping error too (the code
+// that made the resource fail, for instance).
+type IssueMapper interface {
+	Mapper
+	MapWithIssues(ctx context.Context, practice, connection, resourceType string, body []byte) ([]byte, []string, error)
+}
+
 // Syncer runs syncs into Store. It holds no per-run state and is safe for
 // concurrent use on different connections; one connection must not be synced
 // by two runs at the same time (the Scheduler guarantees it per job).
@@ -301,7 +312,10 @@ type fetched struct {
 	maxLU   time.Time // highest meta.lastUpdated of the page's valid entries
 	cap     time.Time // the server's clock when the search started (zero: unknown)
 	started time.Time
-	err     error
+	// issues are the mapping issues of each entry (same index as entries;
+	// nil when the Mapper reports none or is not an IssueMapper).
+	issues [][]string
+	err    error
 }
 
 // pages runs one search (or resumes one at start) to its end. A fetcher
@@ -360,7 +374,7 @@ func (s *Syncer) fetchPages(ctx context.Context, t *typeRun, start string, ch ch
 			}
 			f.cap = cap
 			f.entries, f.maxLU = parseEntries(p.Bundle, t.rt, t.seed)
-			f.err = s.mapEntries(ctx, t, f.entries)
+			f.issues, f.err = s.mapEntries(ctx, t, f.entries)
 		}
 		first = false
 		select {
@@ -379,27 +393,57 @@ func (s *Syncer) fetchPages(ctx context.Context, t *typeRun, start string, ch ch
 // fetcher, a page ahead of the writer, so mapping overlaps storing; the
 // writer still stores the raw page first and only then the canonical
 // resources. A resource that cannot be mapped is marked failed; only a
-// stopped context fails the page.
-func (s *Syncer) mapEntries(ctx context.Context, t *typeRun, entries []parsedEntry) error {
+// stopped context fails the page. When s.Mapper is an IssueMapper it
+// returns each entry's mapping issues (indexed like entries; nil when there
+// are none).
+func (s *Syncer) mapEntries(ctx context.Context, t *typeRun, entries []parsedEntry) ([][]string, error) {
 	if s.Mapper == nil {
-		return nil
+		return nil, nil
 	}
+	im, _ := s.Mapper.(IssueMapper)
+	var issues [][]string
 	for i := range entries {
 		e := &entries[i]
 		if e.fail != "" {
 			continue
 		}
-		body, err := s.Mapper.Map(ctx, t.src.Practice, t.src.Connection, t.rt, e.w.Body)
+		var body []byte
+		var err error
+		if im != nil {
+			var is []string
+			body, is, err = im.MapWithIssues(ctx, t.src.Practice, t.src.Connection, t.rt, e.w.Body)
+			if len(is) > 0 {
+				if issues == nil {
+					issues = make([][]string, len(entries))
+				}
+				issues[i] = is
+			}
+		} else {
+			body, err = s.Mapper.Map(ctx, t.src.Practice, t.src.Connection, t.rt, e.w.Body)
+		}
 		if err != nil {
 			if cerr := ctx.Err(); cerr != nil {
-				return cerr
+				return nil, cerr
 			}
 			e.mapFail = clip(err.Error(), 500)
 			continue
 		}
 		e.mapped = body
 	}
-	return nil
+	return issues, nil
+}
+
+// addMappingIssues counts one entry's mapping issues in the type's stats.
+func (t *typeRun) addMappingIssues(issues []string) {
+	if len(issues) == 0 {
+		return
+	}
+	if t.ts.MappingIssues == nil {
+		t.ts.MappingIssues = make(map[string]int)
+	}
+	for _, k := range issues {
+		t.ts.MappingIssues[k]++
+	}
 }
 
 // commitPage stores the raw page, then its resources (canonical, when
@@ -426,6 +470,11 @@ func (s *Syncer) commitPage(ctx context.Context, t *typeRun, f fetched) error {
 		if prev, ok := t.seen[e.idHash]; ok && prev == e.bodyHash {
 			t.ts.Unchanged++ // already stored by this run (same id on two pages, or a restarted search)
 			continue
+		}
+		if i < len(f.issues) {
+			// Counted once per resource the run stores or fails (not for a
+			// resource it already stored), with the resource's counts.
+			t.addMappingIssues(f.issues[i])
 		}
 		if e.mapFail != "" {
 			t.ts.Failed++

@@ -697,3 +697,39 @@ func (s *Store) CountResources(ctx context.Context, practice string) (map[string
 	}
 	return out, nil
 }
+
+// CurrentRefs lists the current version of every resource of a type in the
+// practice, deleted ones included, ordered by id. It reads the version
+// table (SQLite's bare-column rule takes the other columns from the row
+// with the highest seq of each id), so it is a scan of the practice's
+// versions: made for periodic reconciliation, not for request paths.
+func (s *Store) CurrentRefs(ctx context.Context, practice, resourceType string) ([]store.ResourceRef, error) {
+	if err := checkPractice(practice); err != nil {
+		return nil, err
+	}
+	rows, err := s.r.QueryContext(ctx, `SELECT id, max(seq), version, source_version_id, source_last_updated, connection, deleted
+		FROM resource_versions WHERE practice = ? AND resource_type = ? GROUP BY id ORDER BY id`, practice, resourceType)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: current refs of %s: %w", resourceType, err)
+	}
+	defer rows.Close()
+	out := []store.ResourceRef{}
+	for rows.Next() {
+		var (
+			r       store.ResourceRef
+			seq     int64
+			slu     sql.NullInt64
+			deleted int
+		)
+		if err := rows.Scan(&r.ID, &seq, &r.Version, &r.SourceVersionID, &slu, &r.Connection, &deleted); err != nil {
+			return nil, fmt.Errorf("sqlite: current refs of %s: %w", resourceType, err)
+		}
+		r.SourceLastUpdated = fromNanos(slu)
+		r.Deleted = deleted != 0
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: current refs of %s: %w", resourceType, err)
+	}
+	return out, nil
+}

@@ -49,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"InvalidWrites", testInvalidWrites},
 		{"ChangeFeed", testChangeFeed},
 		{"CountResources", testCountResources},
+		{"CurrentRefs", testCurrentRefs},
 		{"SearchSemantics", testSearchSemantics},
 		{"SearchPaging", testSearchPaging},
 		{"SearchErrors", testSearchErrors},
