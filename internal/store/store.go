@@ -224,13 +224,16 @@ const (
 
 // TypeStats counts what a run did for one resource type.
 type TypeStats struct {
-	Fetched   int      `json:"fetched"`
-	New       int      `json:"new"`
-	Changed   int      `json:"changed"`
-	Unchanged int      `json:"unchanged"`
-	Failed    int      `json:"failed"`
-	Pages     int      `json:"pages"`
-	Failures  []string `json:"failures,omitempty"` // reasons, PHI-free
+	Fetched   int `json:"fetched"`
+	New       int `json:"new"`
+	Changed   int `json:"changed"`
+	Unchanged int `json:"unchanged"`
+	Failed    int `json:"failed"`
+	Pages     int `json:"pages"`
+	// Deleted counts records a reconciliation sweep found gone at the EHR
+	// and stored as tombstones.
+	Deleted  int      `json:"deleted,omitempty"`
+	Failures []string `json:"failures,omitempty"` // reasons, PHI-free
 	// MappingIssues counts what the mapping reported for the resources
 	// of the run, keyed "<rule id>: <kind>" (kind failed, required-empty or
 	// unmapped-code): rule ids only, PHI-free. Nil when there were none.

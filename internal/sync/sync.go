@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/mediflow/mediflow/internal/connector/fhirrest"
+	"github.com/mediflow/mediflow/internal/dataclass"
 	"github.com/mediflow/mediflow/internal/fhir"
 	"github.com/mediflow/mediflow/internal/store"
 	"github.com/mediflow/mediflow/internal/vendors"
@@ -52,6 +53,10 @@ type Source struct {
 	// PageSize is the _count to ask for (0: the profile's default; always
 	// capped at the profile's maximum).
 	PageSize int
+	// Reconcile makes the run a reconciliation sweep (see reconcile.go):
+	// every resource of each type is read, not only those changed since
+	// the watermark, and records the EHR no longer holds become tombstones.
+	Reconcile bool
 }
 
 // Hooks receive progress, e.g. for metrics. Nil hooks are skipped.
@@ -108,6 +113,16 @@ type Syncer struct {
 	// content hashes are of the canonical form). Nil: resources are stored
 	// as received.
 	Mapper Mapper
+	// Freshness, when set, observes the lag of every change an incremental
+	// run stores: from the resource's meta.lastUpdated at the EHR to the
+	// moment it was readable in the store. First loads are not observed.
+	Freshness FreshnessObserver
+}
+
+// FreshnessObserver receives the lag of each stored change, per practice
+// and data class (package freshness implements it).
+type FreshnessObserver interface {
+	Observe(practice, class string, changedAt, readableAt time.Time)
 }
 
 func (s *Syncer) now() time.Time {
@@ -261,6 +276,10 @@ type typeRun struct {
 	seen      map[uint64]uint64 // hash(id) → hash(body) of resources seen this run
 	pages     int
 	omitted   int
+	// fromStart: the search began at its first page in this run (not
+	// resumed from a saved page link), so seen holds every id it returned.
+	fromStart bool
+	class     string // the data class of rt, for freshness
 }
 
 func (s *Syncer) syncType(ctx context.Context, run *store.Run, src Source, rt string, ts *store.TypeStats, log *slog.Logger) error {
@@ -270,7 +289,7 @@ func (s *Syncer) syncType(ctx context.Context, run *store.Run, src Source, rt st
 	}
 	t := &typeRun{src: src, rt: rt, run: run, ts: ts, cursor: cur, seed: maphash.MakeSeed(), seen: make(map[uint64]uint64)}
 	start := ""
-	if cur.PageURL != "" {
+	if cur.PageURL != "" && !src.Reconcile {
 		if src.Client.SameOrigin(cur.PageURL) {
 			start = cur.PageURL
 			t.candidate = cur.RunStart
@@ -279,7 +298,11 @@ func (s *Syncer) syncType(ctx context.Context, run *store.Run, src Source, rt st
 			log.LogAttrs(ctx, slog.LevelWarn, "saved page link is not on this server: restarting the search", slog.String("type", rt))
 		}
 	}
+	if cl, ok := dataclass.ForResourceType(rt); ok {
+		t.class = cl.Name
+	}
 	for restarts := 0; ; restarts++ {
+		t.fromStart = t.fromStart || start == ""
 		err := s.pages(ctx, t, start, log)
 		if err == nil {
 			break
@@ -290,6 +313,11 @@ func (s *Syncer) syncType(ctx context.Context, run *store.Run, src Source, rt st
 			continue
 		}
 		return err
+	}
+	if src.Reconcile {
+		if err := s.tombstones(ctx, t, log); err != nil {
+			return err
+		}
 	}
 	wm := cur.Watermark
 	if t.candidate.After(wm) {
@@ -352,7 +380,7 @@ func (s *Syncer) fetchPages(ctx context.Context, t *typeRun, start string, ch ch
 	def, max := t.src.Profile.PageSize(t.rt)
 	count := profile.ClampPageSize(t.src.PageSize, def, max)
 	var since time.Time
-	if !t.cursor.Watermark.IsZero() {
+	if !t.cursor.Watermark.IsZero() && !t.src.Reconcile {
 		since = t.cursor.Watermark.Add(-t.src.Overlap)
 	}
 	var cap time.Time
@@ -499,7 +527,9 @@ func (s *Syncer) commitPage(ctx context.Context, t *typeRun, f fetched) error {
 		if len(res) != len(ws) {
 			return fmt.Errorf("writing the resources of raw page %d: store returned %d results for %d writes", rawID, len(res), len(ws))
 		}
-		for _, r := range res {
+		readable := time.Now()
+		measure := s.Freshness != nil && !t.cursor.Watermark.IsZero() && t.class != ""
+		for i, r := range res {
 			switch r.Outcome {
 			case store.Created:
 				t.ts.New++
@@ -507,6 +537,10 @@ func (s *Syncer) commitPage(ctx context.Context, t *typeRun, f fetched) error {
 				t.ts.Changed++
 			default:
 				t.ts.Unchanged++
+				continue
+			}
+			if measure {
+				s.Freshness.Observe(t.src.Practice, t.class, ws[i].SourceLastUpdated, readable)
 			}
 		}
 	}
