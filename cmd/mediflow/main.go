@@ -51,6 +51,7 @@ func commands() []*command {
 		hl7Cmd(),
 		fhirpathCmd(),
 		mappingCmd(),
+		bulkCmd(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
