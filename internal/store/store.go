@@ -29,6 +29,7 @@ type Store interface {
 	RunStore
 	CapabilityStore
 	AuditStore
+	StateStore
 	MessageStore
 }
 
@@ -277,6 +278,22 @@ type Capability struct {
 type CapabilityStore interface {
 	PutCapability(ctx context.Context, c Capability) error
 	GetCapability(ctx context.Context, practice, connection string) (Capability, error)
+}
+
+// StateStore keeps small, PHI-free state documents of the engine's
+// long-running parts per practice, so they resume where they were after a
+// restart: a bulk export job in flight, a subscription's last event
+// number, a scheduler's next due times. Keys are chosen by their owners
+// ("bulk/<connection>", "subscription/<connection>/<topic>").
+type StateStore interface {
+	// GetState returns the document under key, or ErrNotFound.
+	GetState(ctx context.Context, practice, key string) ([]byte, error)
+	// PutState creates or replaces the document under key.
+	PutState(ctx context.Context, practice, key string, value []byte) error
+	// DeleteState removes the document; removing a missing key is not an error.
+	DeleteState(ctx context.Context, practice, key string) error
+	// ListState lists the keys with the given prefix, sorted.
+	ListState(ctx context.Context, practice, prefix string) ([]string, error)
 }
 
 // AuditEvent records one access to PHI. Detail must be PHI-free.

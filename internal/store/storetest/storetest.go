@@ -50,6 +50,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ChangeFeed", testChangeFeed},
 		{"CountResources", testCountResources},
 		{"CurrentRefs", testCurrentRefs},
+		{"State", testState},
 		{"SearchSemantics", testSearchSemantics},
 		{"SearchPaging", testSearchPaging},
 		{"SearchErrors", testSearchErrors},
