@@ -32,6 +32,7 @@ const (
 	opUpdate
 	opMetadata
 	opSmartConfig
+	opExport // Bulk Data kick-off (bulk.go)
 )
 
 // call is one FHIR request being served.
@@ -45,6 +46,7 @@ type call struct {
 	vid       string
 	nextPage  bool
 	malformed bool
+	level     string // opExport: flavor.BulkSystem, BulkPatient or BulkGroup (group id in id)
 }
 
 // ServeHTTP routes /{tenant}/... to the tenant (token endpoint, FHIR base)
@@ -61,6 +63,10 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.serveIndex(w, r)
 		return
 	}
+	if strings.HasPrefix(path, bulkStoragePrefix) {
+		s.serveBulkStorage(w, r)
+		return
+	}
 	seg, rest, _ := strings.Cut(strings.TrimPrefix(path, "/"), "/")
 	t, ok := s.tenants[seg]
 	if !ok {
@@ -72,6 +78,8 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case rest == t.info.TokenPath:
 		t.serveToken(w, r)
+	case t.serveBulkPath(w, r, rest):
+		// a bulk export status URL or file
 	case rest == base || strings.HasPrefix(rest, base+"/"):
 		t.serveFHIR(w, r, strings.TrimPrefix(rest[len(base):], "/"))
 	case t.info.AuthorizePath != "" && rest == t.info.AuthorizePath:
@@ -153,6 +161,9 @@ func (c *call) classify(p string) *flavor.Problem {
 		return nil
 	}
 	parts := strings.Split(p, "/")
+	if prob, ok := c.classifyExport(parts); ok {
+		return prob
+	}
 	c.rt = parts[0]
 	if !c.t.info.Serves(c.rt) {
 		return &flavor.Problem{Kind: flavor.UnknownType, Diagnostics: "resource type not supported by this server"}
@@ -223,11 +234,18 @@ func validID(id string) bool {
 }
 
 func (t *tenant) serveFHIR(w http.ResponseWriter, r *http.Request, p string) {
+	if isSubscriptionPath(p) {
+		t.serveSubscription(w, r, p) // subscriptions.go
+		return
+	}
 	c := &call{t: t, w: w, r: r}
 	if prob := c.classify(p); prob != nil {
 		var hdr map[string]string
 		if prob.Kind == flavor.MethodNotAllowed {
 			hdr = map[string]string{"Allow": t.allow(c.rt)}
+			if c.op == opExport {
+				hdr["Allow"] = "GET, POST"
+			}
 		}
 		t.problem(w, *prob, hdr)
 		return
@@ -238,6 +256,8 @@ func (t *tenant) serveFHIR(w http.ResponseWriter, r *http.Request, p string) {
 		endpoint = fault.EndpointMetadata
 	case opSmartConfig:
 		endpoint = fault.EndpointSmart
+	case opExport:
+		endpoint = fault.EndpointBulkKickoff
 	}
 	if !t.applyFaults(w, r, fault.Request{Endpoint: endpoint, NextPage: c.nextPage, Search: c.op == opSearch}, c) {
 		return
@@ -252,6 +272,10 @@ func (t *tenant) serveFHIR(w http.ResponseWriter, r *http.Request, p string) {
 	}
 	if !acceptsJSON(r) {
 		t.problem(w, flavor.Problem{Kind: flavor.NotAcceptable, Diagnostics: "only JSON (application/fhir+json) is supported"}, nil)
+		return
+	}
+	if c.op == opExport {
+		t.serveExportKickoff(c) // authenticates per requested type
 		return
 	}
 	var authOp byte
@@ -393,7 +417,7 @@ func (t *tenant) serveMetadata(w http.ResponseWriter, _ *http.Request) {
 		return
 	}
 	w.Header().Set("Content-Type", fhirJSON)
-	_, _ = w.Write(b)
+	_, _ = w.Write(t.withSubscriptions(b))
 }
 
 func (t *tenant) serveSmartConfig(w http.ResponseWriter, _ *http.Request) {

@@ -102,6 +102,8 @@ type TenantConfig struct {
 	Clients []authserver.Client
 	// Faults are the initial fault rules.
 	Faults []fault.Fault
+	// Bulk configures Bulk Data export jobs (see BulkOptions).
+	Bulk BulkOptions
 }
 
 var tenantIDRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
@@ -132,6 +134,10 @@ type tenant struct {
 
 	changeMu sync.Mutex
 	changer  *changer
+
+	bulk bulkState // Bulk Data export jobs (bulk.go)
+
+	subs subHub // topic-based Subscriptions (subscriptions.go)
 }
 
 // New builds a simulator, generating and loading each tenant's data.

@@ -52,7 +52,19 @@ const (
 	EndpointToken    = "token"
 	EndpointMetadata = "metadata"
 	EndpointSmart    = "smart-configuration"
+	// Bulk Data export: the kick-off, the status (poll) URL, and file
+	// downloads (where the bytes are served: the storage URL when files
+	// redirect).
+	EndpointBulkKickoff = "bulk-kickoff"
+	EndpointBulkStatus  = "bulk-status"
+	EndpointBulkFile    = "bulk-file"
 )
+
+// EndpointSubscriptionNotify names the simulator's outgoing subscription
+// notifications (handshakes, heartbeats, events). A terminal fault (drop,
+// 429, 500, 503) loses the notification silently; latency delays it. Rules
+// for "*" do not apply to it: name it explicitly.
+const EndpointSubscriptionNotify = "subscription-notify"
 
 // Duration is a time.Duration written as a Go duration string in JSON ("250ms").
 type Duration time.Duration
@@ -82,7 +94,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Fault is one injection rule.
 type Fault struct {
 	// Endpoint is a resource type, "token", "metadata",
-	// "smart-configuration", or "*" (or empty) for every endpoint.
+	// "smart-configuration", "bulk-kickoff", "bulk-status", "bulk-file", or
+	// "*" (or empty) for every endpoint.
 	Endpoint string `json:"endpoint,omitempty"`
 	Kind     Kind   `json:"kind"`
 	// Rate fires the fault with this probability per matching request.
@@ -161,7 +174,7 @@ type Status struct {
 
 // Request describes a request for matching.
 type Request struct {
-	Endpoint string // resource type, "token", "metadata" or "smart-configuration"
+	Endpoint string // resource type or one of the Endpoint* names
 	NextPage bool   // a continuation page of a search
 	Search   bool   // a search (first or later page)
 }
@@ -214,6 +227,9 @@ func (s *Set) List() []Status {
 
 func (f Fault) applies(r Request) bool {
 	if f.Endpoint != EndpointAll && f.Endpoint != r.Endpoint {
+		return false
+	}
+	if f.Endpoint == EndpointAll && r.Endpoint == EndpointSubscriptionNotify {
 		return false
 	}
 	switch f.Kind {

@@ -76,6 +76,111 @@ type Info struct {
 	// StrictSearchParams, when non-nil, lists per type the parameters the
 	// vendor accepts; in strict mode others are refused.
 	StrictSearchParams map[string][]string
+	// Bulk is the vendor's FHIR Bulk Data export ($export) behaviour.
+	Bulk Bulk
+}
+
+// Bulk export levels (the kick-off URL).
+const (
+	BulkSystem  = "system"  // [base]/$export
+	BulkPatient = "patient" // [base]/Patient/$export
+	BulkGroup   = "group"   // [base]/Group/{id}/$export
+)
+
+// Bulk is a vendor's FHIR Bulk Data export behaviour. Paths are relative to
+// the tenant root, like TokenPath; "{id}" stands for the job id.
+type Bulk struct {
+	// Levels lists the kick-off levels served (BulkSystem, BulkPatient,
+	// BulkGroup); empty: no $export at all.
+	Levels []string
+	// StatusPath is the status (poll) URL of a job: "{id}" in the path
+	// ("/api/FHIR/R4/BulkRequest/{id}") or as a query value
+	// ("/fhir/r4/$export-poll-status?_jobId={id}").
+	StatusPath string
+	// FilePrefix is the path under which a job's files are served:
+	// FilePrefix + "/{id}/{file name}".
+	FilePrefix string
+	// RetryAfter is the Retry-After (seconds) of in-progress status answers
+	// and of a refused concurrent kick-off.
+	RetryAfter int
+	// Progress is a fixed X-Progress value ("in-progress"); empty sends a
+	// percentage ("40% complete").
+	Progress string
+	// OneJobPerClient refuses a kick-off (429) while the same client has a
+	// job in progress.
+	OneJobPerClient bool
+	// Since reports whether _since (incremental export) is supported; when
+	// false a _since is refused, or ignored under Prefer: handling=lenient.
+	Since bool
+	// RequiresAccessToken is the manifest's requiresAccessToken: files need
+	// the bearer token.
+	RequiresAccessToken bool
+	// Redirect makes file URLs answer 307 to pre-signed storage URLs (which
+	// refuse requests carrying Authorization).
+	Redirect bool
+}
+
+// ServesBulk reports whether the flavour serves $export at level.
+func (i Info) ServesBulk(level string) bool { return contains(i.Bulk.Levels, level) }
+
+// Bulk export OperationDefinitions (Bulk Data Access IG v2).
+const (
+	BulkDataCapability     = "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"
+	ExportOperation        = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"
+	PatientExportOperation = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/patient-export"
+	GroupExportOperation   = "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/group-export"
+)
+
+// AddBulkOperations declares the flavour's $export levels in a
+// CapabilityStatement built by BuildCapability: every level on
+// rest.operation ("export", "patient-export", "group-export"), the Patient
+// level also on the Patient resource, and instantiates bulk-data. (Epic's
+// own statement carries group-export on a Group resource entry; the
+// simulator serves no Group resource, so it is declared on rest only.)
+func AddBulkOperations(cs *gen.Obj, info Info) {
+	if len(info.Bulk.Levels) == 0 {
+		return
+	}
+	inst := []any{}
+	for _, x := range cs.List("instantiates") {
+		if x == BulkDataCapability {
+			inst = nil
+			break
+		}
+		inst = append(inst, x)
+	}
+	if inst != nil {
+		inst = append(inst, BulkDataCapability)
+		if _, ok := cs.Get("instantiates"); ok {
+			cs.Set("instantiates", inst)
+		} else {
+			cs.SetAfter("kind", "instantiates", inst)
+		}
+	}
+	rests := cs.List("rest")
+	if len(rests) == 0 {
+		return
+	}
+	rest, ok := rests[0].(*gen.Obj)
+	if !ok {
+		return
+	}
+	var ops []any
+	if info.ServesBulk(BulkSystem) {
+		ops = append(ops, gen.O("name", "export", "definition", ExportOperation))
+	}
+	if info.ServesBulk(BulkPatient) {
+		ops = append(ops, gen.O("name", "patient-export", "definition", PatientExportOperation))
+		for _, x := range rest.List("resource") {
+			if r, ok := x.(*gen.Obj); ok && r.Str("type") == "Patient" {
+				r.Set("operation", gen.A(gen.O("name", "export", "definition", PatientExportOperation)))
+			}
+		}
+	}
+	if info.ServesBulk(BulkGroup) {
+		ops = append(ops, gen.O("name", "group-export", "definition", GroupExportOperation))
+	}
+	rest.Set("operation", ops)
 }
 
 // Serves reports whether the flavour serves resourceType.

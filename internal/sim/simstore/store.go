@@ -89,6 +89,17 @@ type Store struct {
 	tables map[string]*table
 	lastT  int64 // highest lastUpdated ever assigned or loaded (unix ms)
 	seq    int64
+
+	onWrite func(v *Version, created bool) // see SetOnWrite
+}
+
+// SetOnWrite installs fn to be called after every Put and PutObj with the
+// new version (not for Load). fn runs with the store's lock held, so calls
+// arrive in write order; it must be quick and must not call the Store.
+func (s *Store) SetOnWrite(fn func(v *Version, created bool)) {
+	s.mu.Lock()
+	s.onWrite = fn
+	s.mu.Unlock()
 }
 
 // New returns an empty store using now as its clock (time.Now when nil).
@@ -216,6 +227,9 @@ func (s *Store) PutObj(rt, id string, obj *gen.Obj, pre Precondition) (*Version,
 	}
 	rec.versions = append(rec.versions, v)
 	s.appendLocked(t, rec, v)
+	if s.onWrite != nil {
+		s.onWrite(v, created)
+	}
 	return v, created, nil
 }
 

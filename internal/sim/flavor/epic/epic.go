@@ -88,6 +88,18 @@ func (Flavor) Info() flavor.Info {
 		OutcomeOnEmptySearch: true,
 		History:              false,
 		StrictSearchParams:   strictParams(),
+		// Bulk: Group export only, not incremental (ehr-vendors.md §1), one
+		// job per client at a time. Retry-After 120 and the BulkRequest
+		// status path are unconfirmed for Epic.
+		Bulk: flavor.Bulk{
+			Levels:              []string{flavor.BulkGroup},
+			StatusPath:          "/api/FHIR/R4/BulkRequest/{id}",
+			FilePrefix:          "/api/FHIR/R4/BulkRequest",
+			RetryAfter:          120,
+			OneJobPerClient:     true,
+			Since:               false,
+			RequiresAccessToken: true,
+		},
 	}
 }
 
@@ -359,6 +371,7 @@ func (f Flavor) CapabilityStatement(e flavor.Endpoint) ([]byte, error) {
 		in.SearchParams = func(rt string) []string { return append([]string{"_count"}, searchparam.Names(rt)...) }
 	}
 	cs := flavor.BuildCapability(in)
+	flavor.AddBulkOperations(cs, info)
 	cs.SetAfter("status", "experimental", true)
 	if !e.OpenAuth {
 		if rest, ok := cs.List("rest")[0].(*gen.Obj); ok {

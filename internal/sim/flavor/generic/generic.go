@@ -41,6 +41,15 @@ func (Flavor) Info() flavor.Info {
 		StaleStatus:   412,
 		TokenTTL:      300 * time.Second,
 		History:       true,
+		// Bulk export at every level, HAPI-style poll URL, concurrent jobs.
+		Bulk: flavor.Bulk{
+			Levels:              []string{flavor.BulkSystem, flavor.BulkPatient, flavor.BulkGroup},
+			StatusPath:          "/fhir/r4/$export-poll-status?_jobId={id}",
+			FilePrefix:          "/fhir/r4/$export-files",
+			RetryAfter:          1,
+			Since:               true,
+			RequiresAccessToken: true,
+		},
 	}
 }
 
@@ -60,6 +69,7 @@ func (f Flavor) CapabilityStatement(e flavor.Endpoint) ([]byte, error) {
 		Publisher:   "mediflow",
 		History:     f.Info().History,
 	})
+	flavor.AddBulkOperations(cs, f.Info())
 	out, err := cs.Bytes()
 	if err != nil {
 		return nil, fmt.Errorf("generic: capability statement: %w", err)
