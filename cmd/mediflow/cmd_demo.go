@@ -235,7 +235,7 @@ func (d *demo) configYAML(s *sim.Sim, listen string) string {
 		for _, c := range []struct {
 			class    string
 			interval string
-		}{{"demographics", "15s"}, {"directory", "1m"}, {"scheduling", "10s"}, {"insurance", "30s"}, {"clinical", "20s"}, {"documents", "30s"}} {
+		}{{"demographics", "15s"}, {"reference", "1m"}, {"scheduling", "10s"}, {"insurance", "30s"}, {"clinical", "20s"}, {"documents", "30s"}, {"billing", "30s"}} {
 			fmt.Fprintf(&b, "          - class: %s\n            interval: %s\n", c.class, c.interval)
 		}
 	}

@@ -17,9 +17,15 @@ func lintCmd() *command {
 		summary: "check configuration files and print every problem with file:line:col and a hint",
 		usage:   "FILE...",
 		long: `Checks each configuration file completely: YAML syntax, unknown or missing keys,
-value types, durations, URLs, duplicate ids and names, vendors, data classes and
-their maximum intervals, and the practices each app may read. Every problem is
-printed as FILE:LINE:COL: error|warning: message (hint: how to fix it).
+value types, durations, URLs, duplicate ids and names, vendors, data classes,
+sync policies, and the practices each app may read. Every problem is printed as
+FILE:LINE:COL: error|warning: message (hint: how to fix it).
+
+Sync policies: hourly or nightly sync of operational data (clinical, scheduling,
+insurance, billing) is an error, and so is refreshing any class less often than
+its maximum interval, because stale data leads to wrong decisions all day long.
+A sync entry may accept that with waiver: {reason: "..."}; lint then prints the
+reason as a warning. See docs/sync.md.
 
 Secrets are resolved too: environment variables must be set and files readable,
 private keys must match their algorithm, and app keys must be at least 32

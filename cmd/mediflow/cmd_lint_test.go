@@ -61,12 +61,13 @@ func TestLintBadExample(t *testing.T) {
 		{"18:24", "error", "`private_key` must be a secret reference", "`private_key: {file: PATH}`"},
 		{"19:22", "error", "unknown algorithm `RS256`", "use `RS384` or `ES384`"},
 		{"22:23", "error", "interval 24h for class `scheduling` is longer than its maximum 15m", "set `interval: 15m` or less"},
-		{"23:20", "error", "unknown class `billing`", "use `clinical`, `demographics`"},
-		{"30:22", "warning", "connection `fhir` sends unauthenticated requests to ehr.lakeside.example.net", "smart-backend"},
-		{"33:15", "error", "duplicate connection name `fhir` (first at line 27)", "unique within practice `lakeside`"},
-		{"36:22", "warning", "sends unauthenticated requests to ehr2.lakeside.example.net", "smart-backend"},
-		{"41:18", "warning", "`key` is written inline in the configuration file", "{env: VARIABLE}"},
-		{"42:27", "error", "app `scheduler-ai` names unknown practice `lakesid`; did you mean `lakeside`?", "configured practices: `lakeside`"},
+		{"24:19", "error", "class `clinical` may not sync nightly without a waiver: it is operational data, and stale insurance, schedule, clinical or billing data leads to wrong decisions all day", "add `waiver: {reason: \"...\"}`"},
+		{"25:20", "error", "unknown class `biling`; did you mean `billing`?", "use `billing`, `clinical`, `demographics`"},
+		{"32:22", "warning", "connection `fhir` sends unauthenticated requests to ehr.lakeside.example.net", "smart-backend"},
+		{"35:15", "error", "duplicate connection name `fhir` (first at line 29)", "unique within practice `lakeside`"},
+		{"38:22", "warning", "sends unauthenticated requests to ehr2.lakeside.example.net", "smart-backend"},
+		{"43:18", "warning", "`key` is written inline in the configuration file", "{env: VARIABLE}"},
+		{"44:27", "error", "app `scheduler-ai` names unknown practice `lakesid`; did you mean `lakeside`?", "configured practices: `lakeside`"},
 	}
 	lines := strings.Split(strings.TrimSuffix(out, "\n"), "\n")
 	if len(lines) != len(wants) {
@@ -188,8 +189,8 @@ func TestLintJSON(t *testing.T) {
 			errs++
 		}
 	}
-	if errs != 13 {
-		t.Errorf("bad.yaml: %d errors, want 13", errs)
+	if errs != 14 {
+		t.Errorf("bad.yaml: %d errors, want 14", errs)
 	}
 }
 

@@ -137,11 +137,30 @@ type Auth struct {
 	Scopes     []string
 }
 
-// SyncPolicy is how often one data class is polled on a connection.
+// SyncPolicy is how one data class is kept fresh on a connection. After
+// Parse every field is filled: Mode from the class (or `poll` when only an
+// interval was written), Interval the poll or safety-poll interval (for
+// `hourly` and `nightly`: their period, 1h or 24h), SLO the freshness
+// objective.
 type SyncPolicy struct {
-	Class    string
+	Class    string // current class name ("directory" is read as "reference")
+	Mode     dataclass.Mode
 	Interval time.Duration
+	SLO      time.Duration
+	Waiver   Waiver // zero: none
 }
+
+// Waiver accepts a sync policy that is staler than its class allows.
+type Waiver struct {
+	Reason string
+}
+
+// Waived reports whether the policy carries a waiver.
+func (s SyncPolicy) Waived() bool { return s.Waiver.Reason != "" }
+
+// Period is the longest time between two refreshes of the policy: the
+// interval, or the period of an hourly or nightly batch.
+func (s SyncPolicy) Period() time.Duration { return s.Mode.Period(s.Interval) }
 
 // App is an API client and the practices its key may read.
 type App struct {
@@ -165,7 +184,8 @@ func (a App) Allows(practiceID string) bool {
 }
 
 // ResourceTypes returns the FHIR resource types the connection's sync
-// classes read, in class order, each once.
+// classes always read, in class order, each once. Optional types (see
+// OptionalResourceTypes) are not included: default scopes do not ask for them.
 func (c Connection) ResourceTypes() []string {
 	var out []string
 	for _, s := range c.Sync {
@@ -180,6 +200,39 @@ func (c Connection) ResourceTypes() []string {
 		}
 	}
 	return out
+}
+
+// OptionalResourceTypes returns the optional resource types of the
+// connection's sync classes (billing's ChargeItem and Claim), synced only when
+// the server lists them and the scopes allow it.
+func (c Connection) OptionalResourceTypes() []string {
+	var out []string
+	for _, s := range c.Sync {
+		cl, ok := dataclass.Lookup(s.Class)
+		if !ok {
+			continue
+		}
+		for _, t := range cl.OptionalTypes {
+			if !slices.Contains(out, t) {
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// ScopesAllowSearch reports whether the connection's access token may search
+// resource type rt: always without authentication; with configured scopes
+// when one of them permits it; with the default scopes (see ResourceTypes)
+// when rt is one of the types they name.
+func (c Connection) ScopesAllowSearch(rt string) bool {
+	switch {
+	case c.Auth.Type != AuthSMARTBackend:
+		return true
+	case len(c.Auth.Scopes) == 0:
+		return slices.Contains(c.ResourceTypes(), rt)
+	}
+	return scopesAllowSearch(c.Auth.Scopes, rt)
 }
 
 // Practice returns the practice with the given id.

@@ -250,7 +250,7 @@ func (p *parser) decodeObject(n *yaml.Node, obj *object, dst any, path string, a
 		switch {
 		case f.def != "":
 			p.decodeValue(&yaml.Node{Kind: yaml.ScalarNode, Tag: defaultTag(f), Value: f.def, Line: at.line, Column: at.col}, f, dst, fp)
-		case f.kind == kindObject:
+		case f.kind == kindObject && !f.optional:
 			p.decodeObject(nil, f.obj, f.at(dst), fp, at)
 		}
 	}
@@ -400,6 +400,7 @@ func (p *parser) decodeValue(v *yaml.Node, f *field, dst any, path string) {
 		// do not report a second, derived problem, such as an app naming a
 		// practice whose id was rejected.
 		if s, ok := p.scalar(v, f, path); ok {
+			s = p.dealias(v, f, s)
 			p.checkString(v, f, f.nounOrKey(), s, path)
 			*f.at(dst).(*string) = s
 		}
@@ -481,6 +482,20 @@ func (p *parser) decodeValue(v *yaml.Node, f *field, dst any, path string) {
 			p.decodeObject(item, f.obj, f.at(dst), fmt.Sprintf("%s[%d]", path, i), posOf(item))
 		}
 	}
+}
+
+// dealias replaces a deprecated value of f by its current one, with a warning.
+func (p *parser) dealias(v *yaml.Node, f *field, s string) string {
+	if f.aliases == nil {
+		return s
+	}
+	to, ok := f.aliases()[s]
+	if !ok {
+		return s
+	}
+	p.warnf(posOf(v), fmt.Sprintf("write `%s: %s`; the old name will stop being accepted in a later release", f.key, to),
+		"%s `%s` is deprecated; it is now called `%s`", f.nounOrKey(), s, to)
+	return to
 }
 
 // nounOrKey names the value (or each list item) of f in messages.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 
 	"github.com/mediflow/mediflow/internal/dataclass"
@@ -79,12 +80,32 @@ from every other app's key.
 `)
 
 	b.WriteString("\n## Data classes\n\n")
-	b.WriteString("Each `sync` entry names one class. The interval defaults to the class's default and may not\n" +
-		"exceed its maximum, so operational data is never synced nightly.\n\n")
-	b.WriteString("| Class | Resource types | Default interval | Maximum interval | Covers |\n|---|---|---|---|---|\n")
+	b.WriteString("Each `sync` entry names one class. Without `mode` and `interval` it gets the class's default policy;\n" +
+		"with only `interval` it polls. The lint refuses, unless the entry has a `waiver`, `hourly` or `nightly` for\n" +
+		"operational classes and any refresh period longer than the class's maximum interval: " + dataclass.StaleReason + ".\n" +
+		"Optional resource types are synced only when the server's CapabilityStatement lists them with `search-type`\n" +
+		"and the connection's scopes allow it. See [docs/sync.md](sync.md).\n\n")
+	b.WriteString("| Class | Resource types | Default mode | Default interval | Maximum interval | Default SLO | Operational | Covers |\n|---|---|---|---|---|---|---|---|\n")
 	for _, c := range dataclass.All() {
-		fmt.Fprintf(&b, "| `%s` | %s | %s | %s | %s |\n", c.Name, strings.Join(c.ResourceTypes, ", "),
-			fmtDuration(c.DefaultInterval), fmtDuration(c.MaxInterval), cell(c.Description))
+		types := strings.Join(c.ResourceTypes, ", ")
+		if len(c.OptionalTypes) > 0 {
+			types += "; optional: " + strings.Join(c.OptionalTypes, ", ")
+		}
+		op := "no"
+		if c.Operational {
+			op = "yes"
+		}
+		fmt.Fprintf(&b, "| `%s` | %s | `%s` | %s | %s | %s | %s | %s |\n", c.Name, types, c.DefaultMode,
+			fmtDuration(c.DefaultInterval), fmtDuration(c.MaxInterval), fmtDuration(c.DefaultSLO), op, cell(c.Description))
+	}
+	aliases := dataclass.Aliases()
+	old := make([]string, 0, len(aliases))
+	for a := range aliases {
+		old = append(old, a)
+	}
+	sort.Strings(old)
+	for _, a := range old {
+		fmt.Fprintf(&b, "\n`%s` is a deprecated name of `%s`: it is still read, with a warning.\n", a, aliases[a])
 	}
 
 	b.WriteString("\n## Vendors\n\n`vendor` is one of " + quoteList(o.vendors) + ".\n")

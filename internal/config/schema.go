@@ -44,13 +44,19 @@ type field struct {
 	defDoc   string // default described in words, when it is not a literal
 	when     *cond
 	// enum lists the allowed values of a string (or of each list item).
-	enum       func(o *options) []string
+	enum func(o *options) []string
+	// aliases maps deprecated values of a string to the current ones: they
+	// are accepted, replaced and warned about.
+	aliases    func() map[string]string
 	pattern    *regexp.Regexp
 	patternDoc string
 	min, max   int
 	minDur     time.Duration
 	maxDur     time.Duration
 	obj        *object
+	// optional marks an object that may be left out entirely: it is then its
+	// zero value, and its required keys are not asked for.
+	optional bool
 	// at returns a pointer to the key's value inside the parent struct (for
 	// kindObjectList: appends a zero element and returns a pointer to it).
 	at func(parent any) any
@@ -191,21 +197,55 @@ var authObject = &object{
 	},
 }
 
+var waiverObject = &object{
+	name: "waiver",
+	path: "practices[].connections[].sync[].waiver",
+	doc: "An explicit acceptance of stale data for one sync entry. Without it, lint and the engine refuse " +
+		"`hourly` or `nightly` for operational data (clinical, scheduling, insurance, billing) and any refresh " +
+		"slower than the class's maximum interval. With it they accept the entry, and lint prints the reason " +
+		"as a warning every time, so the decision stays visible.",
+	fields: []*field{
+		{key: "reason", kind: kindString, required: true,
+			doc: "Why stale data is acceptable for this practice and class, in words a reviewer can check, e.g. `analytics copy only; the scheduling app reads the EHR directly`.",
+			at:  ref(func(w *Waiver) any { return &w.Reason })},
+	},
+}
+
 var syncObject = &object{
 	name: "sync entry",
 	path: "practices[].connections[].sync[]",
-	doc:  "One data class to poll and how often. See [Data classes](#data-classes) for the classes, their default and maximum intervals.",
+	doc: "One data class and how it is kept fresh. See [Data classes](#data-classes) for the classes, their default " +
+		"policies and maximum intervals, and [docs/sync.md](sync.md) for what each mode does.",
 	notes: []string{
 		"A class may appear once per connection.",
-		"`interval` may not exceed the class's maximum: operational data is never synced nightly.",
+		"An entry with `interval` and no `mode` polls (the meaning it had before modes existed).",
+		"`hourly` or `nightly` for an operational class (clinical, scheduling, insurance, billing) is an error without a `waiver`: " + dataclass.StaleReason + ".",
+		"A refresh period longer than the class's maximum interval (a poll or safety-poll `interval`, or the 1h/24h of `hourly`/`nightly`) is an error without a `waiver`.",
+		"With a `waiver`, both are accepted and reported as warnings that quote the reason; a waiver that is not needed is a warning too.",
+		"`interval` is ignored (with a warning) for `hourly` and `nightly`.",
+		"For `poll`, `hourly` and `nightly`, `slo` may not be shorter than the refresh period: such an objective can never be met.",
+		"The deprecated class name `directory` is read as `reference`, with a warning.",
 	},
 	fields: []*field{
 		{key: "class", kind: kindString, required: true, enum: func(*options) []string { return dataclass.Names() },
-			doc: "Data class name.",
-			at:  ref(func(s *SyncPolicy) any { return &s.Class })},
+			aliases: dataclass.Aliases,
+			doc:     "Data class name.",
+			at:      ref(func(s *SyncPolicy) any { return &s.Class })},
+		{key: "mode", kind: kindString, enum: func(*options) []string { return dataclass.ModeNames() },
+			defDoc: "the class's default mode; `poll` when `interval` is given",
+			doc: "How the class is kept fresh: `realtime` (pushed by a FHIR Subscription, vendor webhook or HL7 v2 feed, with a safety poll every `interval`), " +
+				"`poll` (an incremental search every `interval`), `hourly`, or `nightly` (Bulk Data export with `_since`).",
+			at: ref(func(s *SyncPolicy) any { return (*string)(&s.Mode) })},
 		{key: "interval", kind: kindDuration, minDur: time.Second, defDoc: "the class's default interval",
-			doc: "Time between polls, at most the class's maximum interval.",
+			doc: "Time between polls (`poll`), or between safety polls (`realtime`); at most the class's maximum interval.",
 			at:  ref(func(s *SyncPolicy) any { return &s.Interval })},
+		{key: "slo", kind: kindDuration, minDur: time.Second, maxDur: 30 * 24 * time.Hour,
+			defDoc: "the class's default objective, or twice the refresh period when that is longer (not for `realtime`)",
+			doc:    "Freshness objective: the longest time from a change in the EHR to the moment it can be read through mediflow. Freshness is measured against it.",
+			at:     ref(func(s *SyncPolicy) any { return &s.SLO })},
+		{key: "waiver", kind: kindObject, obj: waiverObject, optional: true,
+			doc: "Accepts a policy that would otherwise be refused as too stale; see below.",
+			at:  ref(func(s *SyncPolicy) any { return &s.Waiver })},
 	},
 }
 
@@ -240,7 +280,7 @@ var connectionObject = &object{
 			doc: "How far before the last watermark each incremental `_lastUpdated` search starts, to catch late commits on the EHR side. Re-fetched resources are recognised and counted as unchanged.",
 			at:  ref(func(c *Connection) any { return &c.Overlap })},
 		{key: "sync", kind: kindObjectList, required: true, min: 1, obj: syncObject,
-			doc: "The data classes to poll, each with its interval.",
+			doc: "The data classes to sync, each with its policy.",
 			at:  appendTo(func(c *Connection) *[]SyncPolicy { return &c.Sync })},
 	},
 }
@@ -404,5 +444,5 @@ var rootObject = &object{
 // objects lists every object in the order the reference documents them.
 func objects() []*object {
 	return []*object{rootObject, serverObject, storeObject, logObject, practiceObject,
-		connectionObject, authObject, syncObject, hl7ListenerObject, hl7TLSObject, mappingObject, appObject}
+		connectionObject, authObject, syncObject, waiverObject, hl7ListenerObject, hl7TLSObject, mappingObject, appObject}
 }

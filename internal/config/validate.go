@@ -16,8 +16,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/mediflow/mediflow/internal/dataclass"
 )
 
 // validate checks the rules that involve more than one key, once decoding is
@@ -141,19 +139,8 @@ func (p *parser) validateConnection(c *Connection, path string) {
 		if p.bad[sp+".class"] || p.bad[sp] || s.Class == "" {
 			continue
 		}
-		p.unique(classes, s.Class, sp+".class", "class", fmt.Sprintf("list class `%s` once, with one interval", s.Class))
-		cl, ok := dataclass.Lookup(s.Class)
-		if !ok {
-			continue
-		}
-		switch {
-		case p.bad[sp+".interval"]:
-		case s.Interval == 0:
-			s.Interval = cl.DefaultInterval
-		case s.Interval > cl.MaxInterval:
-			p.errorf(p.at(sp+".interval"), fmt.Sprintf("set `interval: %s` or less; %s data must stay fresh", fmtDuration(cl.MaxInterval), s.Class),
-				"interval %s for class `%s` is longer than its maximum %s", fmtDuration(s.Interval), s.Class, fmtDuration(cl.MaxInterval))
-		}
+		p.unique(classes, s.Class, sp+".class", "class", fmt.Sprintf("list class `%s` once, with one policy", s.Class))
+		p.validateSync(s, sp)
 	}
 
 	if c.Auth.Type == AuthSMARTBackend && len(c.Auth.Scopes) > 0 && !p.bad[path+".auth.scopes"] {

@@ -93,20 +93,23 @@ type connection struct {
 	caps *fhir.ServerCapabilities // nil until the CapabilityStatement was fetched
 }
 
-// searchable splits types into those the server's CapabilityStatement lists
-// with search-type and those it does not. Before the statement is known every
-// type is tried.
-func (c *connection) searchable(types []string) (ok, skipped []string) {
+// searchable splits a class's types into those to sync and those skipped.
+// A type the server's CapabilityStatement does not list with search-type is
+// skipped; before the statement is known every type is tried, except the
+// class's optional types (billing's ChargeItem and Claim, which many EHRs do
+// not serve): those are synced only once the statement lists them, and only
+// when the connection's scopes allow searching them.
+func (c *connection) searchable(class dataclass.Class) (ok, skipped []string) {
 	c.mu.Lock()
 	caps := c.caps
 	c.mu.Unlock()
-	if caps == nil {
-		return types, nil
-	}
-	for _, rt := range types {
-		if caps.Supports(rt, "search-type") {
+	for _, rt := range class.AllTypes() {
+		switch {
+		case class.Optional(rt) && (caps == nil || !c.cfg.ScopesAllowSearch(rt)):
+			skipped = append(skipped, rt)
+		case caps == nil || caps.Supports(rt, "search-type"):
 			ok = append(ok, rt)
-		} else {
+		default:
 			skipped = append(skipped, rt)
 		}
 	}
@@ -182,29 +185,9 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		},
 		Run: e.recordRun,
 	}}
-	e.sched = sync.NewScheduler(e.log)
-	for _, c := range e.conns {
-		for _, pol := range c.cfg.Sync {
-			class, ok := dataclass.Lookup(pol.Class)
-			if !ok {
-				e.closeStore()
-				return nil, fmt.Errorf("engine: unknown data class %q", pol.Class)
-			}
-			c, class := c, class
-			err := e.sched.Add(sync.Job{
-				Name:       jobName(c, class.Name),
-				Interval:   pol.Interval,
-				Jitter:     0.1,
-				RunAtStart: true,
-				Run: func(ctx context.Context, trigger string) error {
-					return e.syncClass(ctx, c, class, trigger)
-				},
-			})
-			if err != nil {
-				e.closeStore()
-				return nil, fmt.Errorf("engine: schedule %s: %w", jobName(c, class.Name), err)
-			}
-		}
+	if err := e.schedule(ctx); err != nil {
+		e.closeStore()
+		return nil, err
 	}
 
 	apps := make([]api.App, 0, len(cfg.Apps))
@@ -354,6 +337,111 @@ func (e *Engine) closeAbandonedRuns(ctx context.Context) error {
 
 func jobName(c *connection, class string) string { return c.key() + "/" + class }
 
+// Rate limits of the sync jobs' starts (runs a second, and bursts), per EHR
+// base URL and per token endpoint (see sync.Job.Limits): the scheduler
+// spreads the runs of the classes of one connection, and of connections
+// sharing an endpoint.
+const (
+	baseURLRate, baseURLBurst   = 5, 10
+	tokenURLRate, tokenURLBurst = 5, 10
+)
+
+// limitKeys are the rate-limit keys of a connection's sync jobs: its base
+// URL and, with SMART auth, its token endpoint (the base URL stands for a
+// token endpoint still to be discovered).
+func limitKeys(c *connection) []string {
+	keys := []string{"base:" + c.cfg.BaseURL}
+	if c.cfg.Auth.Type == config.AuthSMARTBackend {
+		tok := c.cfg.Auth.TokenURL
+		if tok == "" {
+			tok = "discovered-from:" + c.cfg.BaseURL
+		}
+		keys = append(keys, "token:"+tok)
+	}
+	return keys
+}
+
+// schedule builds the scheduler with one job per (connection, data class),
+// following the class's policy: a realtime class's job is its safety poll,
+// a poll class's job polls at its interval, hourly and nightly jobs run at
+// their period (config has set Interval to it). Each job resumes the place
+// it had in the previous process (its last run in the store), so a restart
+// does not run everything at once.
+func (e *Engine) schedule(ctx context.Context) error {
+	e.sched = sync.NewScheduler(e.log)
+	last, err := e.lastStarts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, c := range e.conns {
+		keys := limitKeys(c)
+		e.sched.SetLimit(keys[0], sync.Limit{Rate: baseURLRate, Burst: baseURLBurst})
+		if len(keys) > 1 {
+			e.sched.SetLimit(keys[1], sync.Limit{Rate: tokenURLRate, Burst: tokenURLBurst})
+		}
+		for _, pol := range c.cfg.Sync {
+			class, ok := dataclass.Lookup(pol.Class)
+			if !ok {
+				return fmt.Errorf("engine: unknown data class %q", pol.Class)
+			}
+			if pol.Interval <= 0 {
+				return fmt.Errorf("engine: %s: sync policy without an interval (was the config parsed?)", jobName(c, class.Name))
+			}
+			c, class := c, class
+			name := jobName(c, class.Name)
+			err := e.sched.Add(sync.Job{
+				Name:       name,
+				Interval:   pol.Interval,
+				Jitter:     0.1,
+				RunAtStart: true,
+				Limits:     keys,
+				LastRun:    last[name],
+				Run: func(ctx context.Context, trigger string) error {
+					return e.syncClass(ctx, c, class, trigger)
+				},
+			})
+			if err != nil {
+				return fmt.Errorf("engine: schedule %s: %w", name, err)
+			}
+		}
+	}
+	return nil
+}
+
+// lastStartsScan is how many recent runs per practice lastStarts reads.
+const lastStartsScan = 1000
+
+// lastStarts returns, by job name, when each (connection, class) job last
+// started in an earlier process, from the store's run records (a run's
+// statistics name the resource types it synced). A job whose last run is
+// older than the practice's last lastStartsScan runs is not found: it is
+// then treated as new, and its first run is spread over the start window.
+func (e *Engine) lastStarts(ctx context.Context) (map[string]time.Time, error) {
+	out := map[string]time.Time{}
+	for _, p := range e.cfg.Practices {
+		if len(p.Connections) == 0 {
+			continue
+		}
+		runs, err := e.store.ListRuns(ctx, p.ID, "", lastStartsScan)
+		if err != nil {
+			return nil, fmt.Errorf("engine: list sync runs of %s: %w", p.ID, err)
+		}
+		for _, r := range runs {
+			for rt := range r.Stats {
+				cl, ok := dataclass.ForResourceType(rt)
+				if !ok {
+					continue
+				}
+				name := p.ID + "/" + r.Connection + "/" + cl.Name
+				if r.StartedAt.After(out[name]) {
+					out[name] = r.StartedAt
+				}
+			}
+		}
+	}
+	return out, nil
+}
+
 func openStore(ctx context.Context, cfg *config.Config) (store.Store, error) {
 	switch cfg.Store.Driver {
 	case "", "sqlite":
@@ -459,9 +547,9 @@ func (e *Engine) syncClass(ctx context.Context, c *connection, class dataclass.C
 			e.log.Warn("capability statement fetch failed", "practice", c.practice, "connection", c.cfg.Name, "error", err.Error())
 		}
 	}
-	types, skipped := c.searchable(class.ResourceTypes)
+	types, skipped := c.searchable(class)
 	if len(skipped) > 0 && trigger != sync.TriggerSchedule {
-		e.log.Info("server does not support search for these types; not syncing them",
+		e.log.Info("not syncing these resource types: the server does not list them as searchable, or (optional types) not yet, or the scopes do not allow them",
 			"practice", c.practice, "connection", c.cfg.Name, "class", class.Name, "types", skipped)
 	}
 	if len(types) == 0 {
