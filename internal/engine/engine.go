@@ -27,6 +27,7 @@ import (
 	"github.com/mediflow/mediflow/internal/connector/fhirrest"
 	"github.com/mediflow/mediflow/internal/dataclass"
 	"github.com/mediflow/mediflow/internal/fhir"
+	"github.com/mediflow/mediflow/internal/freshness"
 	"github.com/mediflow/mediflow/internal/hl7/v2fhir"
 	"github.com/mediflow/mediflow/internal/ingest/hl7in"
 	"github.com/mediflow/mediflow/internal/obs"
@@ -73,6 +74,7 @@ type Engine struct {
 	handler http.Handler
 	hl7     *hl7in.Pipeline // nil without HL7 listeners
 	mapper  *Mapper         // maps synced and converted resources to the canonical model
+	fresh   *freshness.Tracker
 	now     func() time.Time
 	version string
 	started time.Time
@@ -179,7 +181,8 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		}
 	}
 
-	e.syncer = &sync.Syncer{Store: e.store, Logger: e.log, Now: e.now, Mapper: e.mapper, Hooks: sync.Hooks{
+	e.fresh = newFreshness(cfg, e.metrics, e.now)
+	e.syncer = &sync.Syncer{Store: e.store, Logger: e.log, Now: e.now, Mapper: e.mapper, Freshness: e.fresh, Hooks: sync.Hooks{
 		Page: func(practice, conn, rt string, n int, d time.Duration) {
 			e.metrics.PageFetched(practice, conn, rt, d)
 		},
@@ -212,6 +215,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		Status:    e.Status,
 		Now:       e.now,
 		BaseURL:   cfg.Server.PublicURL,
+		Freshness: e.fresh.Snapshot,
 	})
 	if err != nil {
 		e.closeStore()
