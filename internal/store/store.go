@@ -31,6 +31,7 @@ type Store interface {
 	AuditStore
 	StateStore
 	MessageStore
+	DeliveryStore
 }
 
 // RawPayload is one inbound payload exactly as received, stored before it is

@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 			tc.fn(t, s)
 		})
 	}
+	runDelivery(t, open)
 }
 
 func ctx(t *testing.T) context.Context { return t.Context() }
