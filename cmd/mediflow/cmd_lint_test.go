@@ -53,7 +53,7 @@ func TestLintBadExample(t *testing.T) {
 		{"4:11", "warning", "listen on `0.0.0.0`, which is not a loopback address", "keep 127.0.0.1"},
 		{"6:10", "error", "unknown level `verbose`", "use `debug`, `info`, `warn` or `error`"},
 		{"8:9", "error", "invalid practice id `Sunrise Family`", "lowercase letters, digits and `-`"},
-		{"12:17", "error", "unknown vendor `epc`; did you mean `epic`?", "use `epic` or `generic`"},
+		{"12:17", "error", "unknown vendor `epc`; did you mean `epic`?", "use `athenahealth`, `epic`, `generic` or `oracle-health`"},
 		{"13:19", "error", "`base_url` is not an absolute URL", "absolute http or https URL"},
 		{"14:9", "error", "unknown key `pagesize` in connection; did you mean `page_size`?", "rename `pagesize` to `page_size`"},
 		{"15:18", "error", "`timeout` needs a unit: 30 is not a duration", "`timeout: 30s`"},

@@ -214,7 +214,7 @@ func (c *call) classify(p string) *flavor.Problem {
 		return &flavor.Problem{Kind: flavor.MethodNotAllowed, Diagnostics: "history and vread are not supported by this server"}
 	}
 	if c.op == opSearch {
-		c.nextPage = r.URL.Query().Get(pageParam) != ""
+		c.nextPage = r.URL.Query().Get(c.t.pageParam()) != ""
 	}
 	return nil
 }
@@ -373,7 +373,7 @@ func (t *tenant) applyFaults(w http.ResponseWriter, r *http.Request, fr fault.Re
 		t.auth.ExpireTokens()
 	}
 	if d.ExpirePage && c != nil {
-		if sid, _, ok := parsePageToken(r.URL.Query().Get(pageParam)); ok {
+		if sid, _, ok := parsePageToken(r.URL.Query().Get(t.pageParam())); ok {
 			t.sessions.remove(sid)
 		}
 	}

@@ -268,9 +268,15 @@ func (t *tenant) serveSearch(c *call) {
 	} else {
 		q = r.URL.Query()
 	}
-	if tok := q.Get(pageParam); tok != "" {
+	if tok := q.Get(t.pageParam()); tok != "" {
 		t.servePage(c, tok)
 		return
+	}
+	if qc, ok := t.fl.(flavor.QueryChecker); ok {
+		if prob := qc.CheckQuery(c.rt, q, t.cfg.Strict); prob != nil {
+			t.problem(c.w, *prob, nil)
+			return
+		}
 	}
 	t.fl.NormalizeQuery(c.rt, q)
 	lenient := strings.Contains(r.Header.Get("Prefer"), "handling=lenient")
@@ -314,7 +320,7 @@ func (t *tenant) serveSearch(c *call) {
 		t.problem(c.w, *prob, nil)
 		return
 	}
-	q.Del(pageParam)
+	q.Del(t.pageParam())
 	base := t.sim.baseURL(t) + "/" + c.rt
 	self := base
 	if enc := q.Encode(); enc != "" {
@@ -325,7 +331,7 @@ func (t *tenant) serveSearch(c *call) {
 	if pageSize > 0 && len(vs) > pageSize {
 		sess := &session{id: bundleID, rt: c.rt, versions: vs, pageSize: pageSize, snapshot: snapshotAt}
 		t.sessions.put(sess, t.sim.cfg.Now())
-		next = base + "?" + pageParam + "=" + bundleID + "." + strconv.Itoa(pageSize)
+		next = t.pageLink(base, bundleID, pageSize, true)
 	}
 	t.writeSearchset(c, bundleID, snapshotAt, len(vs), page, self, next)
 }
@@ -347,12 +353,29 @@ func (t *tenant) servePage(c *call, tok string) {
 	}
 	end := min(offset+sess.pageSize, len(sess.versions))
 	base := t.sim.baseURL(t) + "/" + c.rt
-	self := base + "?" + pageParam + "=" + sid + "." + strconv.Itoa(offset)
+	self := t.pageLink(base, sid, offset, false)
 	next := ""
 	if end < len(sess.versions) {
-		next = base + "?" + pageParam + "=" + sid + "." + strconv.Itoa(end)
+		next = t.pageLink(base, sid, end, true)
 	}
-	t.writeSearchset(c, sid, sess.snapshot, len(sess.versions), sess.versions[offset:end], self, next)
+	from := offset
+	if offset > 0 && t.info.Paging.Repeat > 0 {
+		from = max(0, offset-t.info.Paging.Repeat) // the vendor serves the last entries again
+	}
+	t.writeSearchset(c, sid, sess.snapshot, len(sess.versions), sess.versions[from:end], self, next)
+}
+
+// pageParam is the tenant's page-token parameter (flavor.Info.PageParam).
+func (t *tenant) pageParam() string { return t.info.PageParam() }
+
+// pageLink is the URL of the page of session sid that starts at offset;
+// a next link also carries the flavour's Paging.Extra.
+func (t *tenant) pageLink(base, sid string, offset int, next bool) string {
+	u := base + "?" + t.pageParam() + "=" + sid + "." + strconv.Itoa(offset)
+	if next && t.info.Paging.Extra != "" {
+		u += "&" + t.info.Paging.Extra
+	}
+	return u
 }
 
 var bundlePool = sync.Pool{New: func() any { b := make([]byte, 0, 256<<10); return &b }}

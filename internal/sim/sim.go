@@ -28,8 +28,10 @@ import (
 	"github.com/mediflow/mediflow/internal/fhir"
 	"github.com/mediflow/mediflow/internal/sim/fault"
 	"github.com/mediflow/mediflow/internal/sim/flavor"
+	"github.com/mediflow/mediflow/internal/sim/flavor/athenahealth"
 	"github.com/mediflow/mediflow/internal/sim/flavor/epic"
 	"github.com/mediflow/mediflow/internal/sim/flavor/generic"
+	"github.com/mediflow/mediflow/internal/sim/flavor/oraclehealth"
 	"github.com/mediflow/mediflow/internal/sim/gen"
 	"github.com/mediflow/mediflow/internal/sim/simstore"
 	"github.com/mediflow/mediflow/internal/sim/synthea"
@@ -40,8 +42,10 @@ import (
 // folder under flavor/ and one line here.
 func builtinFlavors() map[string]func() flavor.Flavor {
 	return map[string]func() flavor.Flavor{
-		generic.Name: generic.New,
-		epic.Name:    epic.New,
+		generic.Name:      generic.New,
+		epic.Name:         epic.New,
+		athenahealth.Name: athenahealth.New,
+		oraclehealth.Name: oraclehealth.New,
 	}
 }
 

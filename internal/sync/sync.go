@@ -14,6 +14,7 @@ import (
 	"hash/maphash"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strings"
 	gosync "sync"
 	"time"
@@ -57,6 +58,10 @@ type Source struct {
 	// every resource of each type is read, not only those changed since
 	// the watermark, and records the EHR no longer holds become tombstones.
 	Reconcile bool
+	// PatientConcurrency bounds the per-patient searches in flight at once
+	// for types the profile searches per patient (see fanout.go; 0:
+	// DefaultPatientConcurrency).
+	PatientConcurrency int
 }
 
 // Hooks receive progress, e.g. for metrics. Nil hooks are skipped.
@@ -156,7 +161,7 @@ func (s *Syncer) Run(ctx context.Context, src Source, trigger string) (store.Run
 	case src.Overlap < 0:
 		src.Overlap = 0
 	}
-	types := uniq(src.ResourceTypes)
+	types := byScope(uniq(src.ResourceTypes), src.Profile)
 	run := store.Run{
 		Practice: src.Practice, Connection: src.Connection, Trigger: trigger,
 		Status: store.RunRunning, StartedAt: s.now(), Stats: make(map[string]*store.TypeStats, len(types)),
@@ -280,9 +285,26 @@ type typeRun struct {
 	// resumed from a saved page link), so seen holds every id it returned.
 	fromStart bool
 	class     string // the data class of rt, for freshness
+
+	// Per-patient fan-out (fanout.go): pages of several patients' searches
+	// are committed under mu; no page link is saved (progress is per
+	// patient); maxLU is the highest meta.lastUpdated seen and fanCap the
+	// earliest server clock at the start of any patient's search.
+	fanout bool
+	mu     gosync.Mutex
+	maxLU  time.Time
+	fanCap time.Time
 }
 
 func (s *Syncer) syncType(ctx context.Context, run *store.Run, src Source, rt string, ts *store.TypeStats, log *slog.Logger) error {
+	switch src.Profile.SearchScope(rt) {
+	case profile.PerPatient:
+		return s.syncPerPatient(ctx, run, src, rt, ts, log)
+	case profile.NotSearchable:
+		addFailure(ts, "skipped: the "+src.Profile.Name()+" profile has no search that lists "+rt)
+		log.LogAttrs(ctx, slog.LevelInfo, "resource type not searchable at this vendor: skipped", slog.String("type", rt))
+		return nil
+	}
 	cur, err := s.Store.GetCursor(ctx, src.Practice, src.Connection, rt)
 	if err != nil {
 		return fmt.Errorf("reading the cursor: %w", err)
@@ -303,7 +325,7 @@ func (s *Syncer) syncType(ctx context.Context, run *store.Run, src Source, rt st
 	}
 	for restarts := 0; ; restarts++ {
 		t.fromStart = t.fromStart || start == ""
-		err := s.pages(ctx, t, start, log)
+		err := s.pages(ctx, t, start, nil, log)
 		if err == nil {
 			break
 		}
@@ -347,8 +369,10 @@ type fetched struct {
 }
 
 // pages runs one search (or resumes one at start) to its end. A fetcher
-// goroutine keeps exactly one page ahead of the writer.
-func (s *Syncer) pages(ctx context.Context, t *typeRun, start string, log *slog.Logger) error {
+// goroutine keeps exactly one page ahead of the writer. query is the first
+// request's parameters (nil: the profile's type-level search from the
+// watermark).
+func (s *Syncer) pages(ctx context.Context, t *typeRun, start string, query url.Values, log *slog.Logger) error {
 	fctx, cancel := context.WithCancel(ctx)
 	ch := make(chan fetched)
 	var wg gosync.WaitGroup
@@ -356,7 +380,7 @@ func (s *Syncer) pages(ctx context.Context, t *typeRun, start string, log *slog.
 	go func() {
 		defer wg.Done()
 		defer close(ch)
-		s.fetchPages(fctx, t, start, ch)
+		s.fetchPages(fctx, t, start, query, ch)
 	}()
 	defer func() {
 		cancel()
@@ -376,12 +400,9 @@ func (s *Syncer) pages(ctx context.Context, t *typeRun, start string, log *slog.
 	return ctx.Err()
 }
 
-func (s *Syncer) fetchPages(ctx context.Context, t *typeRun, start string, ch chan<- fetched) {
-	def, max := t.src.Profile.PageSize(t.rt)
-	count := profile.ClampPageSize(t.src.PageSize, def, max)
-	var since time.Time
-	if !t.cursor.Watermark.IsZero() && !t.src.Reconcile {
-		since = t.cursor.Watermark.Add(-t.src.Overlap)
+func (s *Syncer) fetchPages(ctx context.Context, t *typeRun, start string, query url.Values, ch chan<- fetched) {
+	if query == nil && start == "" {
+		query = t.src.Profile.SearchParams(t.rt, t.since(), t.count())
 	}
 	var cap time.Time
 	next := start
@@ -391,7 +412,7 @@ func (s *Syncer) fetchPages(ctx context.Context, t *typeRun, start string, ch ch
 		var p *fhirrest.Page
 		var err error
 		if first && next == "" {
-			p, err = t.src.Client.Search(ctx, t.rt, t.src.Profile.SearchParams(t.rt, since, count))
+			p, err = t.src.Client.Search(ctx, t.rt, query)
 		} else {
 			p, err = t.src.Client.Next(ctx, next)
 		}
@@ -474,9 +495,29 @@ func (t *typeRun) addMappingIssues(issues []string) {
 	}
 }
 
+// since is the lower bound of the type's incremental search: the watermark
+// minus the overlap (zero: read everything, as a first run or a
+// reconciliation sweep does).
+func (t *typeRun) since() time.Time {
+	if t.cursor.Watermark.IsZero() || t.src.Reconcile {
+		return time.Time{}
+	}
+	return t.cursor.Watermark.Add(-t.src.Overlap)
+}
+
+// count is the _count to ask for.
+func (t *typeRun) count() int {
+	def, max := t.src.Profile.PageSize(t.rt)
+	return profile.ClampPageSize(t.src.PageSize, def, max)
+}
+
 // commitPage stores the raw page, then its resources (canonical, when
-// s.Mapper mapped them), then the cursor and the run's progress.
+// s.Mapper mapped them), then the cursor and the run's progress. Pages of
+// a per-patient fan-out come from several searches at once: t.mu makes
+// their commits one at a time.
 func (s *Syncer) commitPage(ctx context.Context, t *typeRun, f fetched) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	p := f.page
 	t.pages++
 	rawID, err := s.Store.PutRaw(ctx, store.RawPayload{
@@ -545,7 +586,15 @@ func (s *Syncer) commitPage(ctx context.Context, t *typeRun, f fetched) error {
 		}
 	}
 	t.ts.Pages++
-	if !f.maxLU.IsZero() {
+	if t.fanout {
+		// The watermark is settled when the whole fan-out completes.
+		if f.maxLU.After(t.maxLU) {
+			t.maxLU = f.maxLU
+		}
+		if !f.cap.IsZero() && (t.fanCap.IsZero() || f.cap.Before(t.fanCap)) {
+			t.fanCap = f.cap
+		}
+	} else if !f.maxLU.IsZero() {
 		lu := f.maxLU
 		if !f.cap.IsZero() && lu.After(f.cap) {
 			lu = f.cap
@@ -554,7 +603,7 @@ func (s *Syncer) commitPage(ctx context.Context, t *typeRun, f fetched) error {
 			t.candidate = lu
 		}
 	}
-	if p.Next != "" {
+	if p.Next != "" && !t.fanout {
 		c := store.Cursor{
 			Practice: t.src.Practice, Connection: t.src.Connection, ResourceType: t.rt,
 			Watermark: t.cursor.Watermark, PageURL: p.Next, RunID: t.run.ID, RunStart: t.candidate, UpdatedAt: s.now(),

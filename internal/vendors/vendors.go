@@ -10,8 +10,10 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/mediflow/mediflow/internal/vendors/athenahealth"
 	"github.com/mediflow/mediflow/internal/vendors/epic"
 	"github.com/mediflow/mediflow/internal/vendors/generic"
+	"github.com/mediflow/mediflow/internal/vendors/oraclehealth"
 	"github.com/mediflow/mediflow/internal/vendors/profile"
 )
 
@@ -24,18 +26,50 @@ type ErrorKind = profile.ErrorKind
 // Quirk is one documented vendor peculiarity.
 type Quirk = profile.Quirk
 
-// constructors lists every vendor profile. One line per vendor folder.
-var constructors = map[string]func() Profile{
-	generic.Name: func() Profile { return generic.New(generic.Options{}) },
-	epic.Name:    func() Profile { return epic.New() },
+// Scope is how a vendor lets a resource type be listed (see profile.Scope).
+type Scope = profile.Scope
+
+// Params are a connection's vendor-specific settings.
+type Params struct {
+	// PracticeID is the vendor's own id of the practice, for vendors whose
+	// one base URL serves many practices: athenahealth's practice id (the
+	// {id} of ah-practice=Organization/a-1.Practice-{id}). Required there.
+	PracticeID string
 }
 
-// Lookup returns a new instance of the named profile.
+// constructors lists every vendor profile. One line per vendor folder.
+var constructors = map[string]func(Params) Profile{
+	generic.Name:      func(Params) Profile { return generic.New(generic.Options{}) },
+	epic.Name:         func(Params) Profile { return epic.New() },
+	athenahealth.Name: func(p Params) Profile { return athenahealth.New(p.PracticeID) },
+	oraclehealth.Name: func(Params) Profile { return oraclehealth.New(oraclehealth.Options{}) },
+}
+
+// Lookup returns a new instance of the named profile with no parameters
+// (an athenahealth profile then searches no practice: use New).
 func Lookup(name string) (Profile, error) {
 	if c, ok := constructors[name]; ok {
-		return c(), nil
+		return c(Params{}), nil
 	}
-	return nil, fmt.Errorf("vendors: unknown vendor profile %q (known: %s)", name, strings.Join(Names(), ", "))
+	return nil, unknown(name)
+}
+
+// New returns a new instance of the named profile for a connection with
+// the given parameters; it fails when the vendor needs a parameter that is
+// missing.
+func New(name string, p Params) (Profile, error) {
+	c, ok := constructors[name]
+	if !ok {
+		return nil, unknown(name)
+	}
+	if name == athenahealth.Name && p.PracticeID == "" {
+		return nil, fmt.Errorf("vendors: %s needs the practice id (ah-practice) of the connection", name)
+	}
+	return c(p), nil
+}
+
+func unknown(name string) error {
+	return fmt.Errorf("vendors: unknown vendor profile %q (known: %s)", name, strings.Join(Names(), ", "))
 }
 
 // Names returns the registered profile names, sorted.

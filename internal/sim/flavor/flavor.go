@@ -78,6 +78,41 @@ type Info struct {
 	StrictSearchParams map[string][]string
 	// Bulk is the vendor's FHIR Bulk Data export ($export) behaviour.
 	Bulk Bulk
+	// Paging is how the vendor's next links look and behave (zero: the
+	// simulator's own "_page" token and pages that do not overlap).
+	Paging Paging
+}
+
+// Paging describes a vendor's next links.
+type Paging struct {
+	// Param is the query parameter that carries the page token in next
+	// links (default "_page"; athenahealth "cursor", Oracle Health
+	// "pageContext").
+	Param string
+	// Extra is a literal query suffix added to next links
+	// ("direction=NEXT").
+	Extra string
+	// Repeat is how many entries at the end of each page are served again
+	// at the start of the next one (Oracle Health: 1, so one id appears on
+	// two pages).
+	Repeat int
+}
+
+// PageParam returns the page-token parameter of next links.
+func (i Info) PageParam() string {
+	if i.Paging.Param != "" {
+		return i.Paging.Param
+	}
+	return "_page"
+}
+
+// QueryChecker is an optional Flavor hook: the vendor's rules on a search's
+// raw query, checked before NormalizeQuery and parsing, for what never
+// reaches the standard parser (vendor-only parameters such as
+// athenahealth's ah-practice, the form a vendor accepts for a value). strict
+// is the tenant's setting.
+type QueryChecker interface {
+	CheckQuery(resourceType string, q url.Values, strict bool) *Problem
 }
 
 // Bulk export levels (the kick-off URL).

@@ -65,6 +65,18 @@ func (p *Profile) SearchParams(_ string, since time.Time, count int) url.Values 
 	return v
 }
 
+// SearchScope implements profile.Profile: a standard server lists every
+// type with one search.
+func (p *Profile) SearchScope(string) profile.Scope { return profile.TypeLevel }
+
+// PatientSearchParams implements profile.Profile: the type-level parameters
+// plus patient={id}.
+func (p *Profile) PatientSearchParams(resourceType, patientID string, since, _ time.Time, count int) url.Values {
+	v := p.SearchParams(resourceType, since, count)
+	v.Set("patient", patientID)
+	return v
+}
+
 // Quirks implements profile.Profile: a standard server has none.
 func (p *Profile) Quirks() []profile.Quirk { return nil }
 

@@ -66,3 +66,20 @@ func TestSearchParams(t *testing.T) {
 		t.Fatalf("page size %d %d", d, m)
 	}
 }
+
+func TestSearchScopeAndPatientParams(t *testing.T) {
+	p := New(Options{})
+	if s := p.SearchScope("Observation"); s != profile.TypeLevel || s.String() != "type" {
+		t.Fatalf("scope %v", s)
+	}
+	since := time.Date(2025, 1, 2, 0, 0, 0, 0, time.UTC)
+	v := p.PatientSearchParams("Observation", "p1", since, time.Now(), 5)
+	if v.Get("patient") != "p1" || v.Get("_lastUpdated") != "ge2025-01-02T00:00:00.000Z" || v.Get("_count") != "5" {
+		t.Fatalf("params %v", v)
+	}
+	for s, want := range map[profile.Scope]string{profile.PerPatient: "per-patient", profile.NotSearchable: "not-searchable", profile.Scope(9): "unknown"} {
+		if s.String() != want {
+			t.Errorf("%d: %q", s, s.String())
+		}
+	}
+}

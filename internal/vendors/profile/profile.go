@@ -98,6 +98,42 @@ type Profile interface {
 	SearchParams(resourceType string, since time.Time, count int) url.Values
 	// Quirks lists the vendor's known data and API peculiarities.
 	Quirks() []Quirk
+	// SearchScope says how resources of resourceType can be listed: by one
+	// search of the whole type, by one search per patient, or not at all.
+	SearchScope(resourceType string) Scope
+	// PatientSearchParams builds the parameters of a search for
+	// resourceType limited to one patient (for types whose SearchScope is
+	// PerPatient), changed at or after since (zero: everything), count per
+	// page. now is the current time, for vendors that require a date window.
+	PatientSearchParams(resourceType, patientID string, since, now time.Time, count int) url.Values
+}
+
+// Scope is how a vendor lets a resource type be listed.
+type Scope uint8
+
+// Search scopes.
+const (
+	// TypeLevel: one search returns every resource of the type.
+	TypeLevel Scope = iota
+	// PerPatient: searches of the type need a patient; the sync searches
+	// once per patient it knows (see package sync).
+	PerPatient
+	// NotSearchable: the vendor offers no search that lists the type
+	// (only reads by id, or another API); the sync skips it.
+	NotSearchable
+)
+
+// String is a short, stable name.
+func (s Scope) String() string {
+	switch s {
+	case TypeLevel:
+		return "type"
+	case PerPatient:
+		return "per-patient"
+	case NotSearchable:
+		return "not-searchable"
+	}
+	return "unknown"
 }
 
 // ClampPageSize picks the page size to use: want if positive else def, never
