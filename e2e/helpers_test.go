@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -51,6 +52,11 @@ type practiceSpec struct {
 	seed     uint64
 	pageSize int      // the connection's page_size (0: 25, so every type spans pages)
 	classes  []string // data classes to sync (nil: every class)
+	// realtime lists classes kept fresh by FHIR Subscriptions (mode
+	// realtime, a 10-minute safety poll); topics are the subscriptions'
+	// (topic URL → its types), sent with full-resource payloads.
+	realtime []string
+	topics   map[string][]string
 }
 
 func (p practiceSpec) withDefaults() practiceSpec {
@@ -178,7 +184,7 @@ func newWorld(t *testing.T, specs ...practiceSpec) *world {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := s.RegisterClient(sp.id, authserver.Client{ID: "mediflow-" + sp.id, JWKS: jwks, Scopes: readScopes(s.ResourceTypes(sp.id))}); err != nil {
+		if err := s.RegisterClient(sp.id, authserver.Client{ID: "mediflow-" + sp.id, JWKS: jwks, Scopes: sp.scopes(s.ResourceTypes(sp.id))}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -205,6 +211,16 @@ func readScopes(types []string) []string {
 	return out
 }
 
+// scopes are what the practice's client may ask for: read and search of
+// the types, and managing Subscriptions when it subscribes.
+func (p practiceSpec) scopes(types []string) []string {
+	out := readScopes(types)
+	if len(p.topics) > 0 {
+		out = append(out, "system/Subscription.cruds")
+	}
+	return out
+}
+
 // configYAML is the configuration a user would write for the world's practices.
 func (w *world) configYAML() string {
 	var b strings.Builder
@@ -216,9 +232,24 @@ func (w *world) configYAML() string {
 		fmt.Fprintf(&b, "        timeout: 5s\n        page_size: %d\n", sp.pageSize)
 		fmt.Fprintf(&b, "        auth:\n          type: smart-backend\n          client_id: mediflow-%s\n", sp.id)
 		fmt.Fprintf(&b, "          private_key: {file: keys/%s.key.pem}\n          algorithm: %s\n", sp.id, sp.algorithm())
+		if len(sp.topics) > 0 {
+			fmt.Fprintf(&b, "          scopes: [%s]\n", strings.Join(sp.scopes(w.sim.ResourceTypes(sp.id)), ", "))
+		}
 		b.WriteString("        sync:\n")
 		for _, c := range sp.classes {
+			if slices.Contains(sp.realtime, c) {
+				fmt.Fprintf(&b, "          - class: %s\n            mode: realtime\n            interval: 10m\n", c)
+				continue
+			}
 			fmt.Fprintf(&b, "          - class: %s\n            interval: 1m\n", c)
+		}
+		if len(sp.topics) > 0 {
+			b.WriteString("        subscriptions:\n")
+			topics := slices.Sorted(maps.Keys(sp.topics))
+			for _, topic := range topics {
+				fmt.Fprintf(&b, "          - topic: %s\n            types: [%s]\n            payload: full-resource\n            heartbeat: 2s\n",
+					topic, strings.Join(sp.topics[topic], ", "))
+			}
 		}
 	}
 	b.WriteString("apps:\n  - name: demo-app\n    key: {file: app.key}\n    practices: [\"*\"]\n")
@@ -229,7 +260,10 @@ func (w *world) configYAML() string {
 // engineOptions adjust one engine of a world.
 type engineOptions struct {
 	transport http.RoundTripper // wraps outbound EHR requests (nil: a plain transport)
-	logger    *slog.Logger      // nil: debug JSON into the world's log buffer
+	// startWindow spreads the scheduler's first runs (0: 200ms, so a
+	// running engine loads everything at once in tests).
+	startWindow time.Duration
+	logger      *slog.Logger // nil: debug JSON into the world's log buffer
 }
 
 // newEngine loads the world's configuration file and builds an engine from
@@ -245,7 +279,10 @@ func (w *world) newEngine(o engineOptions) *engine.Engine {
 	if log == nil {
 		log = obs.NewLogger(w.logs, slog.LevelDebug, "json")
 	}
-	opts := engine.Options{Logger: log, Getenv: func(string) string { return "" }}
+	opts := engine.Options{Logger: log, Getenv: func(string) string { return "" }, StartWindow: o.startWindow}
+	if opts.StartWindow == 0 {
+		opts.StartWindow = 200 * time.Millisecond
+	}
 	if o.transport != nil {
 		opts.HTTPClient = &http.Client{Transport: o.transport}
 	}

@@ -155,6 +155,10 @@ func (d *demo) run(ctx context.Context) error {
 	if err := os.WriteFile(filepath.Join(d.dir, "app.key"), []byte(apiKey+"\n"), 0o600); err != nil {
 		return err
 	}
+	// The store's secret key seals webhook secrets (store.secret_key).
+	if err := os.WriteFile(filepath.Join(keyDir, "store.key"), []byte(randomHex(32)+"\n"), 0o600); err != nil {
+		return err
+	}
 	ln, err := net.Listen("tcp", d.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w (pick another with --listen 127.0.0.1:0)", d.listen, err)
@@ -192,6 +196,7 @@ func (d *demo) run(ctx context.Context) error {
 		fmt.Fprintf(out, "    %-16s %-8s %s\n", p.id, p.flavor, s.BaseURL(p.id))
 	}
 	fmt.Fprintf(out, "  API             %s/fhir/{practice}/…   change feed %s/v1/practices/{practice}/changes\n", apiURL, apiURL)
+	fmt.Fprintf(out, "  webhooks        %s/v1/practices/{practice}/webhooks   (docs/delivery.md)\n", apiURL)
 	fmt.Fprintf(out, "  status page     %s/\n", apiURL)
 	fmt.Fprintf(out, "  metrics         %s/metrics\n", apiURL)
 	fmt.Fprintf(out, "  API key         %s\n", apiKey)
@@ -223,7 +228,7 @@ func (d *demo) run(ctx context.Context) error {
 func (d *demo) configYAML(s *sim.Sim, listen string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "# Written by `mediflow demo`; run it yourself with `mediflow serve --config %s`\n", "mediflow.yaml")
-	fmt.Fprintf(&b, "server:\n  listen: %s\nstore:\n  driver: sqlite\n  path: mediflow.db\nlog:\n  level: %s\n  format: json\n", listen, d.logLevel)
+	fmt.Fprintf(&b, "server:\n  listen: %s\nstore:\n  driver: sqlite\n  path: mediflow.db\n  secret_key: {file: keys/store.key}\nlog:\n  level: %s\n  format: json\n", listen, d.logLevel)
 	b.WriteString("practices:\n")
 	for _, p := range demoPractices {
 		fmt.Fprintf(&b, "  - id: %s\n    name: %s\n    connections:\n", p.id, p.name)

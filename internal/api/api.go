@@ -12,6 +12,10 @@
 //	GET  /fhir/{practice}/{type}/{id}/_history[/{vid}]   history Bundle / version read
 //	GET  /v1/practices                                   the practices the key may read
 //	GET  /v1/practices/{practice}/changes?since=&limit=  change feed (monotonic cursor)
+//	POST|GET /v1/practices/{practice}/webhooks           register (secret shown once) / list the app's webhooks
+//	GET|PATCH /v1/practices/{practice}/webhooks/{id}     read (with delivery counts) / change url, types, active
+//	POST /v1/practices/{practice}/webhooks/{id}/rotate-secret
+//	GET  /v1/practices/{practice}/webhooks/dead-letters  and POST …/dead-letters/{id}/replay (docs/delivery.md)
 //	GET  /healthz  /readyz                               probes (no key)
 //	GET  /  /v1/status  /metrics  /static/…              status page, its JSON, Prometheus (loopback only by default)
 //
@@ -77,6 +81,10 @@ type Config struct {
 	// Freshness reports measured freshness per data class of a practice
 	// (GET /v1/practices/{practice}/freshness); nil: nothing measured.
 	Freshness func(practice string) []freshness.Stat
+	// Webhooks manages apps' webhooks (/v1/practices/{practice}/webhooks…,
+	// docs/delivery.md); nil: those endpoints answer 501. Pass a nil
+	// interface, not a nil *delivery.Dispatcher.
+	Webhooks Webhooks
 }
 
 // StatusFunc returns the engine's current status. It must be PHI-free.
@@ -110,6 +118,7 @@ type server struct {
 	mux          *http.ServeMux
 	auditor      *auditBatcher
 	freshness    func(practice string) []freshness.Stat
+	webhooks     Webhooks // nil: webhooks not configured
 }
 
 // New validates cfg and returns the API handler with its middleware (request
@@ -130,6 +139,7 @@ func New(cfg Config) (http.Handler, error) {
 		version:      cfg.Version,
 		types:        map[string]bool{},
 		freshness:    cfg.Freshness,
+		webhooks:     cfg.Webhooks,
 	}
 	s.auditor = newAuditBatcher(func(ctx context.Context, evs []store.AuditEvent) error { return s.st.Audit(ctx, evs...) })
 	if s.log == nil {
@@ -255,6 +265,13 @@ func routes() []route {
 		{pattern: "GET /v1/practices", access: keyed, handle: (*server).listPractices},
 		{pattern: "GET /v1/practices/{practice}/freshness", access: tenant, action: "freshness", handle: (*server).practiceFreshness},
 		{pattern: "GET /v1/practices/{practice}/changes", access: tenant, action: "changes", auditSuccess: true, handle: (*server).changes},
+		{pattern: "POST /v1/practices/{practice}/webhooks", access: tenant, action: "webhook-create", auditSuccess: true, handle: (*server).createWebhook},
+		{pattern: "GET /v1/practices/{practice}/webhooks", access: tenant, action: "webhook-list", auditSuccess: true, handle: (*server).listWebhooks},
+		{pattern: "GET /v1/practices/{practice}/webhooks/{id}", access: tenant, action: "webhook-read", auditSuccess: true, handle: (*server).getWebhook},
+		{pattern: "PATCH /v1/practices/{practice}/webhooks/{id}", access: tenant, action: "webhook-update", auditSuccess: true, handle: (*server).updateWebhook},
+		{pattern: "POST /v1/practices/{practice}/webhooks/{id}/rotate-secret", access: tenant, action: "webhook-rotate-secret", auditSuccess: true, handle: (*server).rotateSecret},
+		{pattern: "GET /v1/practices/{practice}/webhooks/dead-letters", access: tenant, action: "dead-letter-list", auditSuccess: true, handle: (*server).deadLetters},
+		{pattern: "POST /v1/practices/{practice}/webhooks/dead-letters/{id}/replay", access: tenant, action: "dead-letter-replay", auditSuccess: true, handle: (*server).replayDeadLetter},
 
 		{pattern: "GET /fhir/{practice}/metadata", access: tenant, action: "capabilities", handle: (*server).metadata},
 		{pattern: "GET /fhir/{practice}/{type}", access: tenant, action: "search", auditSuccess: true, handle: (*server).search},

@@ -43,6 +43,10 @@ type Store struct {
 	Driver string // "sqlite" or "postgres"
 	Path   string // sqlite: database file, as written (see Config.Abs)
 	DSN    Secret // postgres: connection string
+	// SecretKey seals the secrets the store keeps (webhook secrets): 32
+	// bytes written as 64 hex characters or base64 (see DecodeSecretKey).
+	// Unset: apps cannot register webhooks.
+	SecretKey Secret
 }
 
 // Log configures the process log.
@@ -115,15 +119,44 @@ const (
 
 // Connection is one EHR endpoint of a practice.
 type Connection struct {
-	Name     string
-	Vendor   string
-	BaseURL  string // without a trailing slash
-	Auth     Auth
-	Timeout  time.Duration
-	PageSize int
-	Overlap  time.Duration
-	Sync     []SyncPolicy
+	Name   string
+	Vendor string
+	// PracticeID is the vendor's id of the practice, for vendors whose one
+	// base URL serves many practices (athenahealth's ah-practice).
+	PracticeID string
+	BaseURL    string // without a trailing slash
+	Auth       Auth
+	Timeout    time.Duration
+	PageSize   int
+	Overlap    time.Duration
+	Sync       []SyncPolicy
+	// Subscriptions are the FHIR topic-based subscriptions kept on the
+	// EHR for the connection's realtime classes.
+	Subscriptions []Subscription
+	// BulkGroup is the Group whose export nightly classes read (empty: a
+	// system-level export).
+	BulkGroup string
+	// Reconcile is the interval of reconciliation sweeps (0: none).
+	Reconcile time.Duration
 }
+
+// Subscription is one FHIR topic-based subscription (Subscriptions R5
+// Backport IG, rest-hook) a connection keeps on the EHR: its notifications
+// feed the realtime data classes whose types it lists.
+type Subscription struct {
+	Topic     string   // SubscriptionTopic canonical URL
+	Types     []string // resource types its events carry (read again on catch-up)
+	Filters   []string // filter criteria, e.g. "Appointment?patient=Patient/123"
+	Payload   string   // SubscriptionPayload* values
+	Heartbeat time.Duration
+}
+
+// Subscription payload modes: what a notification carries.
+const (
+	SubscriptionPayloadEmpty        = "empty"
+	SubscriptionPayloadIDOnly       = "id-only"
+	SubscriptionPayloadFullResource = "full-resource"
+)
 
 // Auth is how a connection authenticates to the EHR.
 type Auth struct {
@@ -275,6 +308,8 @@ type options struct {
 	secrets SecretCheck
 	vendors []string
 	baseDir string
+	// secretKeyAdvice warns about apps without store.secret_key.
+	secretKeyAdvice bool
 }
 
 // WithEnv sets the environment lookup used to resolve `env:` secrets

@@ -363,7 +363,7 @@ func TestDiagnostics(t *testing.T) {
 		// enums and patterns
 		{"unknown vendor",
 			edit("vendor: generic", "vendor: epc"),
-			[]want{{6, 17, e, "unknown vendor `epc`; did you mean `epic`?", "use `epic` or `generic`"}}},
+			[]want{{6, 17, e, "unknown vendor `epc`; did you mean `epic`?", "use `athenahealth`, `epic`, `generic` or `oracle-health`"}}},
 		{"unknown class",
 			edit("class: demographics", "class: demographic"),
 			[]want{{13, 20, e, "unknown class `demographic`; did you mean `demographics`?", "`scheduling`"}}},
@@ -601,5 +601,23 @@ func TestConnectionResourceTypes(t *testing.T) {
 	got := strings.Join(c.ResourceTypes(), ",")
 	if got != "Schedule,Slot,Appointment,Patient" {
 		t.Errorf("ResourceTypes = %s", got)
+	}
+}
+
+func TestAthenahealthPracticeID(t *testing.T) {
+	src := edit("vendor: generic", "vendor: athenahealth")
+	_, diags := parse(t, src)
+	if !diags.HasErrors() || !strings.Contains(diags.Error(), "practice_id") {
+		t.Fatalf("athenahealth without practice_id: %v", diags)
+	}
+	c, diags := parse(t, edit("vendor: generic", "vendor: athenahealth\n        practice_id: \"195900\""))
+	if diags.HasErrors() {
+		t.Fatalf("athenahealth with practice_id: %v", diags)
+	}
+	if got := c.Practices[0].Connections[0].PracticeID; got != "195900" {
+		t.Fatalf("practice id %q", got)
+	}
+	if _, diags := parse(t, edit("vendor: generic", "vendor: athenahealth\n        practice_id: a-1.Practice-9")); !diags.HasErrors() {
+		t.Fatal("a non-numeric practice id was accepted")
 	}
 }

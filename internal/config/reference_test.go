@@ -82,7 +82,7 @@ func TestReferenceCoversSchema(t *testing.T) {
 			}
 		}
 	}
-	for _, s := range []string{"`clinical`", "`scheduling` | Schedule, Slot, Appointment | `poll` | 1m | 15m | 5m | yes", "`billing` | Encounter; optional: ChargeItem, Claim", "`directory` is a deprecated name of `reference`", "`epic` or `generic`", "example: here"} {
+	for _, s := range []string{"`clinical`", "`scheduling` | Schedule, Slot, Appointment | `poll` | 1m | 15m | 5m | yes", "`billing` | Encounter; optional: ChargeItem, Claim", "`directory` is a deprecated name of `reference`", "`athenahealth`, `epic`, `generic` or `oracle-health`", "example: here"} {
 		if !strings.Contains(doc, s) {
 			t.Errorf("reference lacks %q", s)
 		}

@@ -142,6 +142,12 @@ var storeObject = &object{
 		{key: "dsn", kind: kindSecret, required: true, when: &cond{"driver", "postgres"},
 			doc: "PostgreSQL connection string, a secret.",
 			at:  ref(func(s *Store) any { return &s.DSN })},
+		{key: "secret_key", kind: kindSecret,
+			doc: "Key that seals the secrets the store keeps (each webhook's signing secret, AES-256-GCM), a secret: 32 random bytes written as " +
+				"64 hex characters or as base64 (standard or URL-safe, padded or not), e.g. from `openssl rand -hex 32`. " +
+				"Without it apps cannot register webhooks (the webhook endpoints answer 501). Changing or losing it makes the stored webhook secrets " +
+				"unusable: each webhook then needs a new one (rotate it). See [docs/delivery.md](delivery.md).",
+			at: ref(func(s *Store) any { return &s.SecretKey })},
 	},
 }
 
@@ -249,6 +255,39 @@ var syncObject = &object{
 	},
 }
 
+var subscriptionObject = &object{
+	name: "subscription",
+	path: "practices[].connections[].subscriptions[]",
+	doc: "A FHIR topic-based subscription (Subscriptions R5 Backport IG over rest-hook) that mediflow creates on the EHR " +
+		"and keeps: the EHR posts a notification for each change, mediflow stores it raw, answers at once, and then reads " +
+		"or takes the changed resources. Lost notifications and heartbeats are detected and recovered ($events, $status, " +
+		"or a catch-up poll); see [docs/sync.md](sync.md).",
+	notes: []string{
+		"The EHR must reach mediflow: notifications go to `server.public_url` + `/hooks/fhir/{practice}/{connection}/{n}` (n counts the connection's subscriptions from 1); without `public_url` the listen address is used, which only a local EHR or the simulator can reach.",
+		"The connection's scopes must allow creating, reading and deleting Subscription (e.g. `system/Subscription.crds`) as well as reading the listed types.",
+		"A realtime class whose types no subscription lists is kept fresh by its safety poll alone (a warning).",
+	},
+	fields: []*field{
+		{key: "topic", kind: kindURL, required: true,
+			doc: "Canonical URL of the SubscriptionTopic the EHR offers, e.g. `http://mediflow.dev/topic/appointment-change` on the simulator.",
+			at:  ref(func(s *Subscription) any { return &s.Topic })},
+		{key: "types", noun: "resource type", kind: kindStringList, required: true, min: 1,
+			pattern: regexp.MustCompile(`^[A-Z][A-Za-z]+$`), patternDoc: "a FHIR resource type name",
+			doc: "Resource types the topic's events carry; polled again when notifications were lost and cannot be recovered.",
+			at:  ref(func(s *Subscription) any { return &s.Types })},
+		{key: "filters", noun: "filter", kind: kindStringList,
+			doc: "Filter criteria the EHR applies, as `Type?param=value`.",
+			at:  ref(func(s *Subscription) any { return &s.Filters })},
+		{key: "payload", kind: kindString, def: SubscriptionPayloadIDOnly,
+			enum: values(SubscriptionPayloadEmpty, SubscriptionPayloadIDOnly, SubscriptionPayloadFullResource),
+			doc:  "What a notification carries: `full-resource` (the changed resource), `id-only` (mediflow reads it), or `empty` (mediflow polls).",
+			at:   ref(func(s *Subscription) any { return &s.Payload })},
+		{key: "heartbeat", kind: kindDuration, def: "1m", minDur: time.Second, maxDur: 24 * time.Hour,
+			doc: "Heartbeat period asked of the EHR; a heartbeat missing for longer makes mediflow ask the EHR what it missed.",
+			at:  ref(func(s *Subscription) any { return &s.Heartbeat })},
+	},
+}
+
 var connectionObject = &object{
 	name: "connection",
 	path: "practices[].connections[]",
@@ -264,6 +303,10 @@ var connectionObject = &object{
 		{key: "vendor", kind: kindString, required: true, enum: func(o *options) []string { return o.vendors },
 			doc: "EHR vendor profile: its error codes, paging limits and quirks. `generic` is plain FHIR R4.",
 			at:  ref(func(c *Connection) any { return &c.Vendor })},
+		{key: "practice_id", kind: kindString, required: true, when: &cond{"vendor", "athenahealth"},
+			pattern: regexp.MustCompile(`^[0-9]{1,12}$`), patternDoc: "digits",
+			doc: "athenahealth only: the practice's athenahealth id; every search carries it as `ah-practice=Organization/a-1.Practice-{id}`.",
+			at:  ref(func(c *Connection) any { return &c.PracticeID })},
 		{key: "base_url", kind: kindURL, required: true,
 			doc: "FHIR R4 base URL (the one that serves `/metadata`).",
 			at:  ref(func(c *Connection) any { return &c.BaseURL })},
@@ -282,6 +325,16 @@ var connectionObject = &object{
 		{key: "sync", kind: kindObjectList, required: true, min: 1, obj: syncObject,
 			doc: "The data classes to sync, each with its policy.",
 			at:  appendTo(func(c *Connection) *[]SyncPolicy { return &c.Sync })},
+		{key: "bulk_group", kind: kindString, pattern: regexp.MustCompile(`^[A-Za-z0-9\-.]{1,64}$`), patternDoc: "a FHIR id",
+			defDoc: "none: a system-level export",
+			doc:    "Group id whose Bulk Data export (`Group/{id}/$export`) the `nightly` classes read. Epic and Oracle Health export Groups only, so they need it; other servers also offer a system-level export (`$export`).",
+			at:     ref(func(c *Connection) any { return &c.BulkGroup })},
+		{key: "reconcile", kind: kindDuration, def: "24h", maxDur: 30 * 24 * time.Hour,
+			doc: "Interval of reconciliation sweeps: every resource of the polled classes is read again, changes the incremental searches missed are stored, and records gone at the EHR become tombstones. `0s` turns sweeps off.",
+			at:  ref(func(c *Connection) any { return &c.Reconcile })},
+		{key: "subscriptions", kind: kindObjectList, obj: subscriptionObject,
+			doc: "FHIR Subscriptions that push changes of the realtime classes; see below.",
+			at:  appendTo(func(c *Connection) *[]Subscription { return &c.Subscriptions })},
 	},
 }
 
@@ -444,5 +497,5 @@ var rootObject = &object{
 // objects lists every object in the order the reference documents them.
 func objects() []*object {
 	return []*object{rootObject, serverObject, storeObject, logObject, practiceObject,
-		connectionObject, authObject, syncObject, waiverObject, hl7ListenerObject, hl7TLSObject, mappingObject, appObject}
+		connectionObject, authObject, syncObject, waiverObject, subscriptionObject, hl7ListenerObject, hl7TLSObject, mappingObject, appObject}
 }

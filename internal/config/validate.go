@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"github.com/mediflow/mediflow/internal/dataclass"
 	"net"
 	"net/url"
 	"os"
@@ -38,6 +39,13 @@ func (p *parser) validate(c *Config) {
 	}
 	if len(c.Apps) == 0 && !p.bad["apps"] {
 		p.warnf(p.at("apps"), "add an `apps:` list with a key for each application", "no apps are configured: the API will refuse every request")
+	}
+	if p.opts.secretKeyAdvice && len(c.Apps) > 0 && !c.Store.SecretKey.IsSet() && !p.bad["store.secret_key"] {
+		p.warnf(p.at("store"), "add `secret_key: {file: PATH}` under `store:` with a key from `openssl rand -hex 32` (see docs/delivery.md)",
+			"`store.secret_key` is not set: apps cannot register webhooks")
+	}
+	if c.Store.SecretKey.Value != "" && !p.bad["store.secret_key"] {
+		p.checkSecretKey(c, []byte(c.Store.SecretKey.Value))
 	}
 
 	practiceIDs := map[string]string{} // id -> path
@@ -143,12 +151,60 @@ func (p *parser) validateConnection(c *Connection, path string) {
 		p.validateSync(s, sp)
 	}
 
+	p.validateSubscriptions(c, path)
+
 	if c.Auth.Type == AuthSMARTBackend && len(c.Auth.Scopes) > 0 && !p.bad[path+".auth.scopes"] {
 		for _, t := range c.ResourceTypes() {
 			if !scopesAllowSearch(c.Auth.Scopes, t) {
 				p.warnf(p.at(path+".auth.scopes"), fmt.Sprintf("add `system/%s.rs` (or `system/%s.read` on a server with v1 scopes)", t, t),
 					"the scopes do not allow searching %s, which the connection's sync classes read", t)
 			}
+		}
+	}
+}
+
+// validateSubscriptions warns about a realtime class whose types no
+// subscription lists (it is kept fresh by its safety poll alone) and about
+// subscriptions carrying types none of the connection's classes syncs.
+func (p *parser) validateSubscriptions(c *Connection, path string) {
+	listed := map[string]bool{}
+	for _, s := range c.Subscriptions {
+		for _, t := range s.Types {
+			listed[t] = true
+		}
+	}
+	synced := map[string]bool{}
+	for _, t := range c.ResourceTypes() {
+		synced[t] = true
+	}
+	for k, s := range c.Subscriptions {
+		sp := fmt.Sprintf("%s.subscriptions[%d]", path, k)
+		if p.bad[sp] || p.bad[sp+".types"] {
+			continue
+		}
+		for _, t := range s.Types {
+			if !synced[t] {
+				p.warnf(p.at(sp+".types"), "add the data class that holds "+t+" to `sync`, or remove the type",
+					"subscription %d lists %s, which none of the connection's sync classes reads: its changes would be stored but never polled", k+1, t)
+			}
+		}
+	}
+	for k, pol := range c.Sync {
+		sp := fmt.Sprintf("%s.sync[%d]", path, k)
+		if pol.Mode != dataclass.ModeRealtime || p.bad[sp] {
+			continue
+		}
+		cl, ok := dataclass.Lookup(pol.Class)
+		if !ok {
+			continue
+		}
+		covered := false
+		for _, t := range cl.ResourceTypes {
+			covered = covered || listed[t]
+		}
+		if !covered && len(c.Subscriptions) > 0 {
+			p.warnf(p.at(sp), "add a `subscriptions:` entry whose `types` list the class's resource types",
+				"class `%s` is realtime, but no subscription of the connection carries its types: only its safety poll keeps it fresh", cl.Name)
 		}
 	}
 }
@@ -273,6 +329,11 @@ func isLoopback(host string) bool {
 func (p *parser) checkSecrets(c *Config) {
 	if c.Store.Driver == "postgres" && !p.bad["store.dsn"] {
 		p.resolve(c, c.Store.DSN, "store.dsn", "dsn")
+	}
+	if k := c.Store.SecretKey; k.IsSet() && k.Value == "" && !p.bad["store.secret_key"] {
+		if text, ok := p.resolve(c, k, "store.secret_key", "secret_key"); ok {
+			p.checkSecretKey(c, text)
+		}
 	}
 	for i, pr := range c.Practices {
 		for j, conn := range pr.Connections {

@@ -24,8 +24,10 @@ import (
 
 	"github.com/mediflow/mediflow/internal/api"
 	"github.com/mediflow/mediflow/internal/config"
+	"github.com/mediflow/mediflow/internal/connector/bulk"
 	"github.com/mediflow/mediflow/internal/connector/fhirrest"
 	"github.com/mediflow/mediflow/internal/dataclass"
+	"github.com/mediflow/mediflow/internal/delivery"
 	"github.com/mediflow/mediflow/internal/fhir"
 	"github.com/mediflow/mediflow/internal/freshness"
 	"github.com/mediflow/mediflow/internal/hl7/v2fhir"
@@ -59,6 +61,16 @@ type Options struct {
 	// Profiles overrides the shipped mapping profiles (tests; default:
 	// package profiles).
 	Profiles fs.FS
+	// DeliveryClient sends the webhook requests (tests; default: the
+	// dispatcher's own client).
+	DeliveryClient *http.Client
+	// BulkMaxPoll caps the wait between status polls of bulk exports,
+	// whatever Retry-After says (default: the bulk client's, 2 minutes;
+	// tests use less).
+	BulkMaxPoll time.Duration
+	// StartWindow is how far the scheduler spreads the first runs of jobs
+	// that have never run (default sync.DefaultStartWindow; tests use less).
+	StartWindow time.Duration
 }
 
 // Engine is a configured, runnable mediflow.
@@ -75,9 +87,14 @@ type Engine struct {
 	hl7     *hl7in.Pipeline // nil without HL7 listeners
 	mapper  *Mapper         // maps synced and converted resources to the canonical model
 	fresh   *freshness.Tracker
-	now     func() time.Time
-	version string
-	started time.Time
+	rt      *realtime             // FHIR Subscriptions of realtime classes
+	onWrite func(practice string) // called after resources of a practice were written (nil: nothing follows)
+	hooks   *delivery.Dispatcher  // webhook delivery; nil without store.secret_key (delivery.go)
+	// bulkMaxPoll caps bulk status poll waits (Options.BulkMaxPoll).
+	bulkMaxPoll time.Duration
+	now         func() time.Time
+	version     string
+	started     time.Time
 
 	mu        gosync.Mutex
 	lastError map[string]string // connection key → last error (PHI-free)
@@ -90,6 +107,8 @@ type connection struct {
 	profile  vendors.Profile
 	client   *fhirrest.Client
 	tokens   *smart.Client // nil for auth type none
+	hc       *http.Client
+	bulk     *bulk.Client // built on the first nightly run (bulk.go)
 
 	mu   gosync.Mutex
 	caps *fhir.ServerCapabilities // nil until the CapabilityStatement was fetched
@@ -134,6 +153,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 	}
 	e := &Engine{cfg: cfg, log: opts.Logger, metrics: obs.NewMetrics(), now: opts.Now, lastError: map[string]string{}, version: opts.Version}
 	e.started = e.now().UTC()
+	e.bulkMaxPoll = opts.BulkMaxPoll
 
 	e.store = opts.Store
 	if e.store == nil {
@@ -181,14 +201,21 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		}
 	}
 
+	if err := e.buildDelivery(opts); err != nil {
+		e.closeStore()
+		return nil, err
+	}
 	e.fresh = newFreshness(cfg, e.metrics, e.now)
 	e.syncer = &sync.Syncer{Store: e.store, Logger: e.log, Now: e.now, Mapper: e.mapper, Freshness: e.fresh, Hooks: sync.Hooks{
 		Page: func(practice, conn, rt string, n int, d time.Duration) {
 			e.metrics.PageFetched(practice, conn, rt, d)
+			if n > 0 {
+				e.notifyWrites(practice)
+			}
 		},
 		Run: e.recordRun,
 	}}
-	if err := e.schedule(ctx); err != nil {
+	if err := e.schedule(ctx, opts.StartWindow); err != nil {
 		e.closeStore()
 		return nil, err
 	}
@@ -216,12 +243,17 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		Now:       e.now,
 		BaseURL:   cfg.Server.PublicURL,
 		Freshness: e.fresh.Snapshot,
+		Webhooks:  e.webhookAPI(),
 	})
 	if err != nil {
 		e.closeStore()
 		return nil, fmt.Errorf("engine: api: %w", err)
 	}
-	e.handler = h
+	e.rt = newRealtime(e)
+	mux := http.NewServeMux()
+	mux.Handle(hookPrefix, e.rt)
+	mux.Handle("/", h)
+	e.handler = mux
 	return e, nil
 }
 
@@ -248,7 +280,7 @@ func (e *Engine) buildHL7(opts Options) error {
 		}
 		conv = c
 	}
-	p, err := hl7in.New(hl7in.Options{Store: ms, Converter: conv, Mapper: e.mapper, Logger: e.log, Metrics: e.metrics, Now: e.now}, ls)
+	p, err := hl7in.New(hl7in.Options{Store: ms, Converter: conv, Mapper: e.mapper, Logger: e.log, Metrics: e.metrics, Now: e.now, OnProcessed: e.hl7Processed}, ls)
 	if err != nil {
 		return fmt.Errorf("engine: %w", err)
 	}
@@ -371,8 +403,11 @@ func limitKeys(c *connection) []string {
 // their period (config has set Interval to it). Each job resumes the place
 // it had in the previous process (its last run in the store), so a restart
 // does not run everything at once.
-func (e *Engine) schedule(ctx context.Context) error {
+func (e *Engine) schedule(ctx context.Context, startWindow time.Duration) error {
 	e.sched = sync.NewScheduler(e.log)
+	if startWindow > 0 {
+		e.sched.StartWindow = startWindow
+	}
 	last, err := e.lastStarts(ctx)
 	if err != nil {
 		return err
@@ -406,6 +441,12 @@ func (e *Engine) schedule(ctx context.Context) error {
 			})
 			if err != nil {
 				return fmt.Errorf("engine: schedule %s: %w", name, err)
+			}
+		}
+		if j := e.reconcileJob(c, keys); j != nil {
+			j.LastRun = last[j.Name]
+			if err := e.sched.Add(*j); err != nil {
+				return fmt.Errorf("engine: schedule %s: %w", j.Name, err)
 			}
 		}
 	}
@@ -470,11 +511,11 @@ func newHTTPClient() *http.Client {
 }
 
 func (e *Engine) buildConnection(practice string, cc config.Connection, hc *http.Client, getenv func(string) string) (*connection, error) {
-	prof, err := vendors.Lookup(cc.Vendor)
+	prof, err := vendors.New(cc.Vendor, vendors.Params{PracticeID: cc.PracticeID})
 	if err != nil {
 		return nil, err
 	}
-	c := &connection{practice: practice, cfg: cc, profile: prof}
+	c := &connection{practice: practice, cfg: cc, profile: prof, hc: hc}
 	var tokens fhirrest.TokenSource
 	if cc.Auth.Type == config.AuthSMARTBackend {
 		pem, err := cc.Auth.PrivateKey.Resolve(e.cfg.BaseDir, getenv)
@@ -550,6 +591,9 @@ func (e *Engine) syncClass(ctx context.Context, c *connection, class dataclass.C
 		if err := e.fetchCapability(ctx, c); err != nil {
 			e.log.Warn("capability statement fetch failed", "practice", c.practice, "connection", c.cfg.Name, "error", err.Error())
 		}
+	}
+	if policyOf(c, class).Mode == dataclass.ModeNightly {
+		return e.exportClass(ctx, c, class, trigger)
 	}
 	types, skipped := c.searchable(class)
 	if len(skipped) > 0 && trigger != sync.TriggerSchedule {
@@ -683,6 +727,12 @@ func (e *Engine) Run(ctx context.Context, ln net.Listener) error {
 	}()
 	e.log.Info("api listening", "addr", ln.Addr().String())
 
+	rtDone := make(chan struct{})
+	go func() {
+		defer close(rtDone)
+		e.rt.run(ctx, listenBase(e.cfg, ln))
+	}()
+	deliveryDone := e.runDelivery(ctx)
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
@@ -702,6 +752,8 @@ func (e *Engine) Run(ctx context.Context, ln net.Listener) error {
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
 	<-schedDone
+	<-deliveryDone
+	<-rtDone
 	<-hl7Done
 	return err
 }

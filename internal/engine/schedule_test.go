@@ -71,6 +71,7 @@ func TestJobsFollowTheSyncPolicies(t *testing.T) {
 		"clinic/ehr/scheduling": 30 * time.Second,
 		"clinic/ehr/reference":  24 * time.Hour,
 		"clinic/ehr/billing":    time.Hour,
+		"clinic/ehr/reconcile":  24 * time.Hour, // the connection's sweep (reconcile: 24h by default)
 	}
 	jobs := eng.sched.Jobs()
 	slices.Sort(jobs)

@@ -39,13 +39,18 @@ type BulkStore interface {
 // BulkSource is one connection to export from.
 type BulkSource struct {
 	Practice, Connection string
-	Client               *bulk.Client
+	// Class names the export when a connection runs several (each keeps
+	// its own job and _since): the state key is "bulk/<connection>/<class>".
+	Class  string
+	Client *bulk.Client
 	// Request says the level (system, patient, group and its id) and the
 	// types; Since is set by the ingester from the last export.
 	Request bulk.Request
-	// Export starts and resumes jobs with these options (sinks are set by
-	// the ingester; Progress and CancelOnAbort are the caller's).
+	// Progress receives the export's progress (nil: none).
 	Progress func(bulk.Progress)
+	// FullOnly makes every export a full one (no _since): for vendors whose
+	// export is not incremental (vendors.Profile.BulkSince).
+	FullOnly bool
 }
 
 // bulkState is the document kept under the key "bulk/<connection>".
@@ -96,6 +101,9 @@ func (b *BulkIngester) Run(ctx context.Context, src BulkSource, trigger string) 
 		return store.Run{}, errors.New("sync: bulk source has no client")
 	}
 	key := bulkStateKey(src.Connection)
+	if src.Class != "" {
+		key += "/" + src.Class
+	}
 	var state bulkState
 	switch raw, err := b.Store.GetState(ctx, src.Practice, key); {
 	case err == nil:
@@ -131,6 +139,9 @@ func (b *BulkIngester) Run(ctx context.Context, src BulkSource, trigger string) 
 	}
 	if !resuming {
 		state.Since = state.Last
+		if src.FullOnly {
+			state.Since = time.Time{}
+		}
 		state.RunID = run.ID
 	}
 	req := src.Request

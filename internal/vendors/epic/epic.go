@@ -134,6 +134,11 @@ func issueCode(is fhir.OutcomeIssue) string {
 }
 
 // Quirks implements profile.Profile: what the mapping layer must expect.
+// BulkSince: Epic's Group export is not incremental (it refuses _since),
+// so every nightly export is a full one; content hashes turn what did not
+// change into "unchanged".
+func (p *Profile) BulkSince() bool { return false }
+
 func (p *Profile) Quirks() []profile.Quirk {
 	return []profile.Quirk{
 		{Area: "identifier", Description: "identifiers carry only type.text (EPIC, EXTERNAL, FHIR, INTERNAL, EPI, MYCHARTLOGIN), no coded type"},

@@ -80,6 +80,9 @@ func (p *Profile) PatientSearchParams(resourceType, patientID string, since, _ t
 // Quirks implements profile.Profile: a standard server has none.
 func (p *Profile) Quirks() []profile.Quirk { return nil }
 
+// BulkSince: a standard server honours _since on $export.
+func (p *Profile) BulkSince() bool { return true }
+
 // ClassifyOutcome implements profile.Profile using only FHIR's own
 // vocabulary (the IssueType code set).
 func (p *Profile) ClassifyOutcome(status int, oo *fhir.OperationOutcome) (profile.ErrorKind, string) {

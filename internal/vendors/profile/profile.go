@@ -106,6 +106,9 @@ type Profile interface {
 	// PerPatient), changed at or after since (zero: everything), count per
 	// page. now is the current time, for vendors that require a date window.
 	PatientSearchParams(resourceType, patientID string, since, now time.Time, count int) url.Values
+	// BulkSince reports whether the vendor's Bulk Data export honours
+	// _since (an incremental export); when false every export is full.
+	BulkSince() bool
 }
 
 // Scope is how a vendor lets a resource type be listed.
