@@ -57,6 +57,8 @@ type practiceSpec struct {
 	// (topic URL → its types), sent with full-resource payloads.
 	realtime []string
 	topics   map[string][]string
+	// interval is the poll interval of the other classes (0: 1m).
+	interval time.Duration
 }
 
 func (p practiceSpec) withDefaults() practiceSpec {
@@ -190,7 +192,7 @@ func newWorld(t *testing.T, specs ...practiceSpec) *world {
 	}
 	w.apiKey = "e2e-app-key-" + strings.Repeat("a1", 12)
 	w.otherKey = "e2e-other-key-" + strings.Repeat("b2", 12)
-	for name, key := range map[string]string{"app.key": w.apiKey, "other.key": w.otherKey} {
+	for name, key := range map[string]string{"app.key": w.apiKey, "other.key": w.otherKey, "store.key": strings.Repeat("5e", 32)} {
 		if err := os.WriteFile(filepath.Join(w.dir, name), []byte(key+"\n"), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -224,7 +226,7 @@ func (p practiceSpec) scopes(types []string) []string {
 // configYAML is the configuration a user would write for the world's practices.
 func (w *world) configYAML() string {
 	var b strings.Builder
-	b.WriteString("server:\n  listen: 127.0.0.1:0\nstore:\n  driver: sqlite\n  path: mediflow.db\nlog:\n  level: debug\n  format: json\n")
+	b.WriteString("server:\n  listen: 127.0.0.1:0\nstore:\n  driver: sqlite\n  path: mediflow.db\n  secret_key: {file: store.key}\nlog:\n  level: debug\n  format: json\n")
 	b.WriteString("practices:\n")
 	for _, sp := range w.practices {
 		fmt.Fprintf(&b, "  - id: %s\n    name: Practice %s\n    connections:\n", sp.id, sp.id)
@@ -241,7 +243,11 @@ func (w *world) configYAML() string {
 				fmt.Fprintf(&b, "          - class: %s\n            mode: realtime\n            interval: 10m\n", c)
 				continue
 			}
-			fmt.Fprintf(&b, "          - class: %s\n            interval: 1m\n", c)
+			interval := sp.interval
+			if interval == 0 {
+				interval = time.Minute
+			}
+			fmt.Fprintf(&b, "          - class: %s\n            interval: %s\n", c, interval)
 		}
 		if len(sp.topics) > 0 {
 			b.WriteString("        subscriptions:\n")

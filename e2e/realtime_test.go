@@ -57,16 +57,29 @@ func TestRealtimeSubscriptionsKeepTheStoreFresh(t *testing.T) {
 		return active == 2 && w.storeMatches(eng, practice, "Appointment") && w.storeMatches(eng, practice, "Patient")
 	})
 	runsBefore := lastRunID(t, eng.Store(), practice)
+	apiURL := "http://" + ln.Addr().String()
+	hook := newReceiver(t)
+	hook.register(apiURL, w.apiKey, practice, "Appointment", "Patient")
 
 	// 2. The EHR loses a third of its notifications (and heartbeats).
 	if err := w.sim.SetFaults(practice, []fault.Fault{{Endpoint: fault.EndpointSubscriptionNotify, Kind: fault.Drop, Rate: 0.33}}); err != nil {
 		t.Fatal(err)
 	}
+	changed := map[[2]string]bool{}
 	for round := 0; round < 5; round++ {
-		if _, err := w.sim.Tick(practice, 15); err != nil {
+		chs, err := w.sim.Tick(practice, 15)
+		if err != nil {
 			t.Fatal(err)
 		}
+		for _, c := range chs {
+			if c.ResourceType == "Appointment" || c.ResourceType == "Patient" {
+				changed[[2]string{c.ResourceType, c.ID}] = true
+			}
+		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if len(changed) == 0 {
+		t.Fatal("no appointment or patient changed: the story would prove nothing")
 	}
 
 	// 3. Every change arrives: by notification, or recovered through
@@ -74,6 +87,20 @@ func TestRealtimeSubscriptionsKeepTheStoreFresh(t *testing.T) {
 	waitFor(t, 30*time.Second, "every appointment and patient change", func() bool {
 		return w.storeMatches(eng, practice, "Appointment") && w.storeMatches(eng, practice, "Patient")
 	})
+	// 4. The app's webhook got a signed notification for the newest
+	// version of every changed record.
+	waitFor(t, 30*time.Second, "a webhook per changed record", func() bool {
+		for k := range changed {
+			r, err := eng.Store().GetResource(w.ctx, practice, k[0], k[1])
+			if err != nil || !hook.has(k[0], k[1], r.Version) {
+				return false
+			}
+		}
+		return true
+	})
+	if n := hook.badSignatures(); n != 0 {
+		t.Errorf("%d webhook requests failed signature verification", n)
+	}
 	if id := lastRunID(t, eng.Store(), practice); id != runsBefore {
 		t.Errorf("a poll ran (run %d after %d): the changes did not come by subscription alone", id, runsBefore)
 	}
@@ -92,7 +119,7 @@ func TestRealtimeSubscriptionsKeepTheStoreFresh(t *testing.T) {
 			Compliant  bool
 		}
 	}
-	w.getJSON(t, "http://"+ln.Addr().String()+"/v1/practices/"+practice+"/freshness", &f)
+	w.getJSON(t, apiURL+"/v1/practices/"+practice+"/freshness", &f)
 	found := false
 	for _, c := range f.Classes {
 		if c.Class == "scheduling" {

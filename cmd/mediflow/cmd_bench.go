@@ -24,6 +24,17 @@ Measures mediflow on this machine over loopback.
         the peak RSS (VmHWM) of the engine's process and, separately, of the
         simulator's (it holds the whole data set), and the store size.
         Default --resources 200000.
+  bulk  Starts the simulator the same way (default --resources 1000000, in a
+        child process unless --sim-process=false) and runs one system-level
+        FHIR Bulk Data export into a fresh SQLite store in --dir, as the
+        engine's nightly bulk policy does: kick-off, status polls, manifest,
+        then --workers NDJSON files at once (default 2), each read in
+        batches of --batch resources (default 1000), every batch stored raw,
+        mapped with the production mapper (--mapping=false stores the
+        resources unmapped, to see what mapping costs) and written. Checks
+        the store holds exactly the simulator's resources per type. Prints
+        resources/s for the whole export and for download + ingest, the
+        engine process's CPU time and peak RSS (VmHWM), and the store size.
   api   Fills a store the same way (default --resources 50000), serves the
         app-facing API on loopback and sends GET /fhir/bench/Patient?_count=20
         and a date search on Observation from --concurrency keep-alive clients
@@ -57,11 +68,12 @@ Measures mediflow on this machine over loopback.
 The load generator shares the CPUs with the server it measures; see
 docs/benchmarks.md for method and numbers.
 
-Flags may come before or after the word sync, api, hl7-ingest or hl7-parse.
+Flags may come before or after the word sync, bulk, api, hl7-ingest or hl7-parse.
 
 Examples:
   mediflow bench sync
   mediflow bench sync --resources 500000 --page-size 1000 --dir /tmp/bench
+  mediflow bench bulk --resources 1000000 --workers 4 --batch 1000
   mediflow bench api --concurrency 16 --duration 20s
   mediflow bench hl7-ingest --concurrency 8 --messages 100000 --rate 1000
   mediflow bench hl7-parse --messages 200000
@@ -83,10 +95,13 @@ type benchOptions struct {
 	rate        int
 	process     bool
 	simProcess  bool
+	workers     int
+	batch       int
+	mapping     bool
 }
 
 func (o *benchOptions) define(fs *flag.FlagSet) {
-	fs.IntVar(&o.resources, "resources", 0, "at least this many resources in the simulator (default: 200000 for sync, 50000 for api)")
+	fs.IntVar(&o.resources, "resources", 0, "at least this many resources in the simulator (default: 200000 for sync, 1000000 for bulk, 50000 for api)")
 	fs.IntVar(&o.pageSize, "page-size", 500, "page size (_count) the engine asks the simulator for (1-1000)")
 	fs.StringVar(&o.dir, "dir", "", "`folder` for the store, key and config (default: a temporary folder, removed afterwards)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for the synthetic data")
@@ -99,21 +114,24 @@ func (o *benchOptions) define(fs *flag.FlagSet) {
 	fs.IntVar(&o.messages, "messages", 100000, "hl7-ingest: messages sent in the throughput phase; hl7-parse: messages parsed per measured loop")
 	fs.IntVar(&o.rate, "rate", 1000, "hl7-ingest: messages/s of the latency phase (it lasts --duration; 0 skips it)")
 	fs.BoolVar(&o.process, "process", false, "hl7-ingest: convert the messages to FHIR while they arrive")
-	fs.BoolVar(&o.simProcess, "sim-process", true, "sync: run the simulator in a child process, so peak RSS is the engine's alone (false: in this process)")
+	fs.BoolVar(&o.simProcess, "sim-process", true, "sync, bulk: run the simulator in a child process, so peak RSS is the engine's alone (false: in this process)")
+	fs.IntVar(&o.workers, "workers", bench.DefaultBulkWorkers, "bulk: files downloaded and ingested at once")
+	fs.IntVar(&o.batch, "batch", bench.DefaultBulkBatch, "bulk: resources per batch (one raw payload and one store transaction)")
+	fs.BoolVar(&o.mapping, "mapping", true, "bulk: map the resources with the production mapper (false: store them as received)")
 }
 
 func benchCmd() *command {
 	return &command{
 		name:    "bench",
-		summary: "measure sync throughput and API search speed against the built-in simulator",
-		usage:   "sync | api | hl7-ingest | hl7-parse",
+		summary: "measure sync and bulk ingest throughput and API search speed against the built-in simulator",
+		usage:   "sync | bulk | api | hl7-ingest | hl7-parse",
 		long:    benchLong,
 		flags: func(fs *flag.FlagSet) func(context.Context, *cliEnv, []string) error {
 			o := &benchOptions{}
 			o.define(fs)
 			return func(ctx context.Context, env *cliEnv, args []string) error {
 				if len(args) == 0 {
-					return usagef("say what to measure: sync, api, hl7-ingest or hl7-parse")
+					return usagef("say what to measure: sync, bulk, api, hl7-ingest or hl7-parse")
 				}
 				mode := args[0]
 				if mode == "sim-source" { // internal: the simulator process of bench sync, not in the help
@@ -125,8 +143,8 @@ func benchCmd() *command {
 				if fs.NArg() > 0 {
 					return usagef("unexpected arguments %q", fs.Args())
 				}
-				if mode != "sync" && mode != "api" && mode != "hl7-ingest" && mode != "hl7-parse" {
-					return usagef("unknown benchmark %q (want sync, api, hl7-ingest or hl7-parse)", mode)
+				if mode != "sync" && mode != "bulk" && mode != "api" && mode != "hl7-ingest" && mode != "hl7-parse" {
+					return usagef("unknown benchmark %q (want sync, bulk, api, hl7-ingest or hl7-parse)", mode)
 				}
 				return o.run(ctx, env, mode)
 			}
@@ -139,6 +157,9 @@ func (o *benchOptions) run(ctx context.Context, env *cliEnv, mode string) error 
 		o.resources = 200000
 		if mode == "api" {
 			o.resources = 50000
+		}
+		if mode == "bulk" {
+			o.resources = 1000000
 		}
 	}
 	if o.resources < 0 || o.pageSize < 1 || o.pageSize > 1000 || o.concurrency < 1 || o.duration <= 0 {
@@ -163,6 +184,20 @@ func (o *benchOptions) run(ctx context.Context, env *cliEnv, mode string) error 
 			}
 		}
 		res, err := bench.RunSync(ctx, setup)
+		if err != nil {
+			return err
+		}
+		res.Print(out)
+	case "bulk":
+		if o.workers < 1 || o.batch < 1 {
+			return usagef("--workers and --batch must be positive")
+		}
+		if o.simProcess {
+			if setup.SimCommand, err = simSourceCommand(); err != nil {
+				return err
+			}
+		}
+		res, err := bench.RunBulk(ctx, bench.BulkOptions{Setup: setup, Workers: o.workers, BatchSize: o.batch, NoMapping: !o.mapping})
 		if err != nil {
 			return err
 		}

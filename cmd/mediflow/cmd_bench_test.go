@@ -24,6 +24,8 @@ func TestBenchUsageErrors(t *testing.T) {
 		{"sync", "--page-size", "0"},
 		{"sync", "extra"},
 		{"api", "--concurrency", "0"},
+		{"bulk", "--workers", "0"},
+		{"bulk", "--batch", "-1"},
 	} {
 		if code, _, _ := runBench(t, args...); code != 2 {
 			t.Errorf("bench %q: exit %d, want 2", args, code)
@@ -40,6 +42,24 @@ func TestBenchSyncTiny(t *testing.T) {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	for _, want := range []string{"mediflow bench sync", "CPUs", "resources/s", "peak RSS", "store size"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "bench.db")); err != nil {
+		t.Errorf("no store in --dir: %v", err)
+	}
+}
+
+// A tiny `mediflow bench bulk` runs a whole export into the store in --dir
+// and prints its measurements; --mapping=false says so in the report.
+func TestBenchBulkTiny(t *testing.T) {
+	dir := t.TempDir()
+	code, out, errOut := runBench(t, "bulk", "--resources", "1500", "--workers", "2", "--batch", "300", "--mapping=false", "--dir", dir)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	for _, want := range []string{"mediflow bench bulk", "CPUs", "resources/s", "2 workers, batches of 300, no mapping", "peak RSS", "store size"} {
 		if !strings.Contains(out, want) {
 			t.Errorf("output lacks %q:\n%s", want, out)
 		}
