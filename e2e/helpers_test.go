@@ -59,6 +59,8 @@ type practiceSpec struct {
 	topics   map[string][]string
 	// interval is the poll interval of the other classes (0: 1m).
 	interval time.Duration
+	// nightly lists classes read by Bulk Data export (mode nightly).
+	nightly []string
 }
 
 func (p practiceSpec) withDefaults() practiceSpec {
@@ -239,6 +241,10 @@ func (w *world) configYAML() string {
 		}
 		b.WriteString("        sync:\n")
 		for _, c := range sp.classes {
+			if slices.Contains(sp.nightly, c) {
+				fmt.Fprintf(&b, "          - class: %s\n            mode: nightly\n", c)
+				continue
+			}
 			if slices.Contains(sp.realtime, c) {
 				fmt.Fprintf(&b, "          - class: %s\n            mode: realtime\n            interval: 10m\n", c)
 				continue
@@ -285,7 +291,8 @@ func (w *world) newEngine(o engineOptions) *engine.Engine {
 	if log == nil {
 		log = obs.NewLogger(w.logs, slog.LevelDebug, "json")
 	}
-	opts := engine.Options{Logger: log, Getenv: func(string) string { return "" }, StartWindow: o.startWindow}
+	opts := engine.Options{Logger: log, Getenv: func(string) string { return "" }, StartWindow: o.startWindow,
+		BulkMaxPoll: 20 * time.Millisecond}
 	if opts.StartWindow == 0 {
 		opts.StartWindow = 200 * time.Millisecond
 	}
