@@ -149,6 +149,9 @@ type Subscription struct {
 	Filters   []string // filter criteria, e.g. "Appointment?patient=Patient/123"
 	Payload   string   // SubscriptionPayload* values
 	Heartbeat time.Duration
+	// HubSecret, when set, is the shared secret of WebSub-style
+	// notification signatures (X-Hub-Signature, athenahealth).
+	HubSecret Secret
 }
 
 // Subscription payload modes: what a notification carries.

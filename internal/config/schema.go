@@ -285,6 +285,12 @@ var subscriptionObject = &object{
 		{key: "heartbeat", kind: kindDuration, def: "1m", minDur: time.Second, maxDur: 24 * time.Hour,
 			doc: "Heartbeat period asked of the EHR; a heartbeat missing for longer makes mediflow ask the EHR what it missed.",
 			at:  ref(func(s *Subscription) any { return &s.Heartbeat })},
+		{key: "hub_secret", kind: kindSecret,
+			doc: "Shared secret that signs notifications (athenahealth signs this way), a secret. mediflow gives it to the EHR " +
+				"once, in the `X-Hub-Secret` header of the Subscription create, and then accepts only notifications whose " +
+				"`X-Hub-Signature: sha256=…` is the HMAC-SHA256 of the body under it (401 otherwise, nothing stored). " +
+				"Use a long random value, e.g. `openssl rand -hex 32`; see [docs/sync.md](sync.md).",
+			at: ref(func(s *Subscription) any { return &s.HubSecret })},
 	},
 }
 

@@ -250,6 +250,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		return nil, fmt.Errorf("engine: api: %w", err)
 	}
 	e.rt = newRealtime(e)
+	e.rt.getenv = opts.Getenv
 	mux := http.NewServeMux()
 	mux.Handle(hookPrefix, e.rt)
 	mux.Handle("/", h)

@@ -30,7 +30,10 @@ import (
 // (an older version never replaces a newer one: deliveries may come out of
 // order), and a catch-up request triggers the poll jobs of the classes
 // that hold the types. The safety poll of each realtime class keeps
-// running at its interval whatever happens to the subscription.
+// running at its interval whatever happens to the subscription. With a
+// hub_secret, notifications must be signed (X-Hub-Signature); athenahealth
+// connections count events per notification and get their ah-practice
+// filter added.
 
 // RawSourceSubscription is the RawPayload.Source of subscription notifications.
 const RawSourceSubscription = "fhir-subscription"
@@ -46,6 +49,8 @@ type realtime struct {
 	// byPath maps "{practice}/{connection}/{n}" to its Manager once Run
 	// has built it (the endpoint URL is known only when the engine listens).
 	byPath map[string]*subscription.Manager
+	// getenv resolves `env:` hub secrets (nil: os.Getenv).
+	getenv func(string) string
 }
 
 type realtimeSub struct {
@@ -160,7 +165,49 @@ func (rt *realtime) manager(s *realtimeSub, base string) (*subscription.Manager,
 	if s.c.tokens != nil {
 		cfg.Tokens = s.c.tokens
 	}
+	if s.cfg.HubSecret.IsSet() {
+		hub, err := s.cfg.HubSecret.Resolve(rt.e.cfg.BaseDir, rt.getenv)
+		if err != nil {
+			return nil, fmt.Errorf("engine: subscription hub_secret (%s): %w", s.cfg.HubSecret.Source(), err)
+		}
+		// The signature authenticates notifications; a vendor that signs
+		// need not echo channel headers, so no bearer secret is asked for.
+		cfg.HubSecret, cfg.Secret = string(hub), ""
+	}
+	// Vendor deviations come from the vendor profile (athenahealth:
+	// events numbered per notification, an ah-practice filter).
+	if vp, ok := s.c.profile.(subscriptionProfile); ok {
+		if vp.SubscriptionPerNotificationEvents() {
+			cfg.EventNumbers = subscription.NumbersPerNotification
+		}
+		if param, value := vp.SubscriptionFilter(); param != "" && !hasFilter(cfg.Filters, param) {
+			cfg.Filters = append(append([]string(nil), cfg.Filters...), param+"="+value)
+		}
+	}
 	return subscription.New(cfg)
+}
+
+// subscriptionProfile is what a vendor profile may say about its
+// subscriptions (package vendors/athenahealth implements it).
+type subscriptionProfile interface {
+	SubscriptionPerNotificationEvents() bool
+	SubscriptionFilter() (param, value string)
+}
+
+// hasFilter reports whether a filter criterion uses the parameter param.
+func hasFilter(filters []string, param string) bool {
+	for _, f := range filters {
+		_, q, ok := strings.Cut(f, "?")
+		if !ok {
+			q = f
+		}
+		for _, kv := range strings.Split(q, "&") {
+			if k, _, _ := strings.Cut(kv, "="); k == param {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // hookSecret is a fresh random secret for a subscription's channel header:

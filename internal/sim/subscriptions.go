@@ -10,15 +10,26 @@ package sim
 // reaches the subscriptions through the store's write hook. Each
 // subscription has one delivery goroutine owned by the tenant's hub; the
 // Sim stops them all with StopSubscriptions.
+//
+// A flavour may deviate from the IG (flavor.Subscriptions): athenahealth
+// signs notifications with X-Hub-Signature, numbers events per
+// notification and sends the SubscriptionStatus as a resource. For tests,
+// SubscriptionOptions can make delivery at-least-once (Duplicates) and
+// unordered (Shuffle) with any flavour.
 
 import (
 	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -95,7 +106,26 @@ type SubscriptionOptions struct {
 	// Retries is how many times a failed delivery is retried before the
 	// subscription goes to status error (default 2; negative: none).
 	Retries int
+	// Duplicates is the probability (0..1) that an event notification,
+	// once delivered, is delivered again — the same bytes — later in the
+	// same burst (at-least-once delivery).
+	Duplicates float64
+	// Shuffle is the probability (0..1) that an event notification is held
+	// back and sent after the newer ones of the same burst (unordered
+	// delivery). Held notifications go out newest first once the
+	// subscription has nothing else pending. The random choices follow the
+	// tenant's seed.
+	Shuffle float64
 }
+
+// HubSecretHeader is the request header of a Subscription create that
+// carries the secret notifications are signed with, where the flavour
+// signs (athenahealth's Event Subscription Platform takes it this way).
+const HubSecretHeader = "X-Hub-Secret"
+
+// HubSignatureHeader is the notification header carrying the signature:
+// "sha256=" and the hex HMAC-SHA256 of the body under the secret.
+const HubSignatureHeader = "X-Hub-Signature"
 
 // SetSubscriptionOptions sets a tenant's subscription options; they apply
 // to subscriptions created afterwards (EventLog, NoEventsOperation and
@@ -118,6 +148,11 @@ type SubscriptionStatus struct {
 	Status   string // requested | active | error | off
 	Events   int64  // events since subscription start
 	Endpoint string
+	// Signed reports whether notifications carry X-Hub-Signature.
+	Signed bool
+	// Duplicated and HeldBack count event notifications sent twice and
+	// sent out of order (SubscriptionOptions.Duplicates and Shuffle).
+	Duplicated, HeldBack int64
 }
 
 // Subscriptions lists a tenant's subscriptions, oldest first.
@@ -129,7 +164,8 @@ func (s *Sim) Subscriptions(tenantID string) []SubscriptionStatus {
 	var out []SubscriptionStatus
 	for _, sub := range t.subs.list() {
 		sub.mu.Lock()
-		out = append(out, SubscriptionStatus{ID: sub.id, Topic: sub.topic, Status: sub.status, Events: sub.count, Endpoint: sub.endpoint})
+		out = append(out, SubscriptionStatus{ID: sub.id, Topic: sub.topic, Status: sub.status, Events: sub.count, Endpoint: sub.endpoint,
+			Signed: sub.hubSecret != nil, Duplicated: sub.duplicated, HeldBack: sub.heldBack})
 		sub.mu.Unlock()
 	}
 	return out
@@ -225,6 +261,11 @@ type simSub struct {
 	maxCount  int
 	raw       []byte // the stored resource, rendered with the current status on read
 	created   time.Time
+	hubSecret []byte // non-nil: notifications are signed (X-Hub-Signature)
+	seq       uint64 // creation order in the tenant: seeds the delivery's random choices
+	// practiceNamed: a filter named the practice (flavours with a
+	// PracticeFilter); set while parsing.
+	practiceNamed bool
 
 	wake chan struct{} // cap 1: new pending events
 	stop chan struct{} // closed by halt
@@ -236,6 +277,8 @@ type simSub struct {
 	log     []subEvent // the most recent events, oldest first
 	pending []subEvent // events not yet handed to delivery
 	halted  bool
+	// duplicated and heldBack count deliveries made twice or out of order.
+	duplicated, heldBack int64
 }
 
 type subEvent struct {
@@ -541,6 +584,14 @@ func (t *tenant) parseSubscription(body []byte, opts SubscriptionOptions) (*simS
 			}
 		}
 	}
+	if ps := t.info.Subscriptions.Payloads; len(ps) > 0 && !slices.Contains(ps, s.content) {
+		p := unprocessable("this server sends only these payload contents: " + strings.Join(ps, ", "))
+		return nil, &p
+	}
+	if pf := t.info.Subscriptions.PracticeFilter; pf != "" && !s.practiceNamed {
+		p := unprocessable("a backport-filter-criteria must name the practice: " + pf + "=" + t.info.Subscriptions.PracticeValue)
+		return nil, &p
+	}
 	for _, h := range ch.Header {
 		name, _, ok := strings.Cut(h, ":")
 		if !ok || strings.TrimSpace(name) == "" || strings.ContainsAny(h, "\r\n") {
@@ -600,6 +651,16 @@ func (t *tenant) addFilter(s *simSub, f string) *flavor.Problem {
 		p := unprocessable("a filter criterion must look like Type?param=value")
 		return &p
 	}
+	if pf := t.info.Subscriptions.PracticeFilter; pf != "" && q.Has(pf) {
+		if len(q[pf]) != 1 || q.Get(pf) != t.info.Subscriptions.PracticeValue {
+			p := unprocessable(pf + " does not name a practice this client may subscribe to")
+			return &p
+		}
+		s.practiceNamed = true
+		if q.Del(pf); len(q) == 0 {
+			return nil
+		}
+	}
 	for _, typ := range types {
 		qc := url.Values{}
 		for k, v := range q {
@@ -641,6 +702,11 @@ func (t *tenant) createSubscription(w http.ResponseWriter, r *http.Request) {
 		t.problem(w, *prob, nil)
 		return
 	}
+	if t.info.Subscriptions.HubSignature {
+		if v := r.Header.Get(HubSecretHeader); v != "" {
+			s.hubSecret = []byte(v)
+		}
+	}
 	obj, err := gen.ParseObj(body)
 	if err != nil {
 		t.problem(w, *badRequest("the body is not a JSON object"), nil)
@@ -672,6 +738,7 @@ func (t *tenant) createSubscription(w http.ResponseWriter, r *http.Request) {
 	}
 	h.subs[s.id] = s
 	h.order = append(h.order, s.id)
+	s.seq = uint64(len(h.order))
 	ctx := h.ctx
 	h.wg.Add(1)
 	h.mu.Unlock()
@@ -816,7 +883,10 @@ func (t *tenant) serveSubscriptionStatus(w http.ResponseWriter, id string) {
 	status, count, errText := s.status, s.count, s.errText
 	s.mu.Unlock()
 	params := t.statusParams(s, "query-status", status, count, nil, s.content)
-	if errText != "" {
+	switch {
+	case errText != "" && t.info.Subscriptions.StatusResource:
+		params.Set("error", gen.A(gen.O("text", errText)))
+	case errText != "":
 		params.Set("parameter", append(params.List("parameter"), gen.O("name", "error",
 			"valueCodeableConcept", gen.O("text", errText))))
 	}
@@ -831,7 +901,7 @@ func (t *tenant) serveSubscriptionStatus(w http.ResponseWriter, id string) {
 // [eventsSinceNumber, eventsUntilNumber], as a notification Bundle of type
 // query-event.
 func (t *tenant) serveSubscriptionEvents(w http.ResponseWriter, r *http.Request, id string) {
-	if t.subs.options().NoEventsOperation {
+	if t.subs.options().NoEventsOperation || t.info.Subscriptions.PerNotificationCount {
 		t.problem(w, flavor.Problem{Kind: flavor.MethodNotAllowed, Diagnostics: "$events is not supported by this server"}, nil)
 		return
 	}
@@ -881,8 +951,43 @@ func (t *tenant) serveSubscriptionEvents(w http.ResponseWriter, r *http.Request,
 	_, _ = w.Write(b)
 }
 
-// statusParams builds the R4 SubscriptionStatus (a Parameters resource).
+// eventID is the unique id of a subscription's event n; it is stable, so a
+// notification sent again carries the same ids.
+func eventID(subID string, n int64) string {
+	sum := sha256.Sum256([]byte(subID + "/" + strconv.FormatInt(n, 10)))
+	h := hex.EncodeToString(sum[:16])
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32]
+}
+
+// statusParams builds the SubscriptionStatus: the R4 Parameters resource,
+// or the SubscriptionStatus resource where the flavour sends that. Where
+// the flavour counts per notification, the events are numbered 1..k and
+// the count is k.
 func (t *tenant) statusParams(s *simSub, typ, status string, count int64, events []subEvent, content string) *gen.Obj {
+	dev := t.info.Subscriptions
+	number := func(i int, e subEvent) int64 { return e.num }
+	if dev.PerNotificationCount {
+		count = int64(len(events))
+		number = func(i int, _ subEvent) int64 { return int64(i + 1) }
+	}
+	if dev.StatusResource {
+		ss := gen.O("resourceType", "SubscriptionStatus", "id", uuid(), "status", status, "type", typ,
+			"eventsSinceSubscriptionStart", strconv.FormatInt(count, 10), "eventsInNotification", len(events),
+			"subscription", gen.O("reference", subscriptionType+"/"+s.id), "topic", s.topic)
+		var nes []any
+		for i, e := range events {
+			ne := gen.O("id", eventID(s.id, e.num), "eventNumber", strconv.FormatInt(number(i, e), 10),
+				"timestamp", fhir.FormatInstant(e.at))
+			if content != ContentEmpty {
+				ne.Set("focus", gen.O("reference", e.v.ResourceType+"/"+e.v.ID))
+			}
+			nes = append(nes, ne)
+		}
+		if len(nes) > 0 {
+			ss.Set("notificationEvent", nes)
+		}
+		return ss
+	}
 	base := t.sim.baseURL(t)
 	ps := []any{
 		gen.O("name", "subscription", "valueReference", gen.O("reference", base+"/Subscription/"+s.id)),
@@ -891,10 +996,13 @@ func (t *tenant) statusParams(s *simSub, typ, status string, count int64, events
 		gen.O("name", "type", "valueCode", typ),
 		gen.O("name", "events-since-subscription-start", "valueString", strconv.FormatInt(count, 10)),
 	}
-	for _, e := range events {
+	for i, e := range events {
 		parts := []any{
-			gen.O("name", "event-number", "valueString", strconv.FormatInt(e.num, 10)),
+			gen.O("name", "event-number", "valueString", strconv.FormatInt(number(i, e), 10)),
 			gen.O("name", "timestamp", "valueInstant", fhir.FormatInstant(e.at)),
+		}
+		if dev.PerNotificationCount {
+			parts = append(parts, gen.O("name", "id", "valueString", eventID(s.id, e.num)))
 		}
 		if content != ContentEmpty {
 			parts = append(parts, gen.O("name", "focus", "valueReference", gen.O("reference", base+"/"+e.v.ResourceType+"/"+e.v.ID)))
@@ -912,7 +1020,7 @@ func (t *tenant) notificationBundle(s *simSub, typ, status string, count int64, 
 	entries := []any{gen.O("fullUrl", "urn:uuid:"+params.Str("id"), "resource", params,
 		"request", gen.O("method", "GET", "url", base+"/Subscription/"+s.id+"/$status"),
 		"response", gen.O("status", "200"))}
-	if content != ContentEmpty {
+	if content == ContentFullResource || content == ContentIDOnly && !t.info.Subscriptions.StatusResource {
 		for _, e := range events {
 			v := e.v
 			req := gen.O("method", "PUT", "url", v.ResourceType+"/"+v.ID)
@@ -968,17 +1076,47 @@ func (t *tenant) deliverLoop(ctx context.Context, s *simSub) {
 			hb.Reset(s.heartbeat)
 		}
 	}
+	// Random choices of Duplicates and Shuffle: owned by this goroutine.
+	rng := rand.New(rand.NewPCG(t.cfg.Seed, s.seq))
+	var held [][]byte // notifications held back or to be sent again
 	drain := func() bool {
+		opts := t.subs.options()
 		for {
 			batch := s.take(s.maxCount)
 			if len(batch) == 0 {
-				return true
+				break
 			}
-			if !t.deliver(ctx, s, "event-notification", batch) {
+			body, ok := t.render(s, "event-notification", batch)
+			if !ok {
+				return false
+			}
+			if opts.Shuffle > 0 && rng.Float64() < opts.Shuffle {
+				held = append(held, body)
+				s.mu.Lock()
+				s.heldBack++
+				s.mu.Unlock()
+				continue
+			}
+			if !t.send(ctx, s, "event-notification", body) {
+				return false
+			}
+			if opts.Duplicates > 0 && rng.Float64() < opts.Duplicates {
+				held = append(held, body)
+				s.mu.Lock()
+				s.duplicated++
+				s.mu.Unlock()
+			}
+			resetHeartbeat()
+		}
+		for len(held) > 0 { // newest first
+			body := held[len(held)-1]
+			held = held[:len(held)-1]
+			if !t.send(ctx, s, "event-notification", body) {
 				return false
 			}
 			resetHeartbeat()
 		}
+		return true
 	}
 	fail := func() {
 		if ctx.Err() == nil {
@@ -1006,11 +1144,14 @@ func (t *tenant) deliverLoop(ctx context.Context, s *simSub) {
 	}
 }
 
-// deliver sends one notification, retrying a little. A fault rule on the
-// "subscription-notify" endpoint can delay it (latency) or lose it (drop,
-// 429, 500, 503: it is never sent, and counts as delivered, like a
-// notification lost behind an intermediary that acknowledged it).
+// deliver renders one notification and sends it.
 func (t *tenant) deliver(ctx context.Context, s *simSub, typ string, events []subEvent) bool {
+	body, ok := t.render(s, typ, events)
+	return ok && t.send(ctx, s, typ, body)
+}
+
+// render renders a notification of the subscription's current status.
+func (t *tenant) render(s *simSub, typ string, events []subEvent) ([]byte, bool) {
 	s.mu.Lock()
 	status, count := s.status, s.count
 	s.mu.Unlock()
@@ -1020,8 +1161,16 @@ func (t *tenant) deliver(ctx context.Context, s *simSub, typ string, events []su
 	body, err := t.notificationBundle(s, typ, status, count, events, s.content)
 	if err != nil {
 		t.sim.log.Error("subscription notification", "tenant", t.id, "err", err)
-		return false
+		return nil, false
 	}
+	return body, true
+}
+
+// send sends one rendered notification, retrying a little. A fault rule on
+// the "subscription-notify" endpoint can delay it (latency) or lose it
+// (drop, 429, 500, 503: it is never sent, and counts as delivered, like a
+// notification lost behind an intermediary that acknowledged it).
+func (t *tenant) send(ctx context.Context, s *simSub, typ string, body []byte) bool {
 	d := t.faults.Decide(fault.Request{Endpoint: fault.EndpointSubscriptionNotify})
 	if d.Latency > 0 && !sleepOrDone(ctx, s.stop, d.Latency) {
 		return false
@@ -1044,6 +1193,14 @@ func (t *tenant) deliver(ctx context.Context, s *simSub, typ string, events []su
 	}
 }
 
+// HubSignature is the X-Hub-Signature value of body under secret:
+// "sha256=" and the hex HMAC-SHA256.
+func HubSignature(secret, body []byte) string {
+	mac := hmac.New(sha256.New, secret)
+	mac.Write(body)
+	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
+}
+
 func (t *tenant) post(ctx context.Context, s *simSub, body []byte) bool {
 	actx, cancel := context.WithTimeout(ctx, s.timeout)
 	defer cancel()
@@ -1055,6 +1212,9 @@ func (t *tenant) post(ctx context.Context, s *simSub, body []byte) bool {
 	for _, h := range s.headers {
 		name, val, _ := strings.Cut(h, ":")
 		req.Header.Set(strings.TrimSpace(name), strings.TrimSpace(val))
+	}
+	if s.hubSecret != nil {
+		req.Header.Set(HubSignatureHeader, HubSignature(s.hubSecret, body))
 	}
 	res, err := t.sim.cfg.HTTPClient.Do(req)
 	if err != nil {
@@ -1117,9 +1277,10 @@ func (t *tenant) withSubscriptions(b []byte) []byte {
 			gen.O("name", "url", "type", "uri"),
 			gen.O("name", "status", "type", "token"),
 			gen.O("name", "criteria", "type", "string")),
-		"operation", gen.A(
-			gen.O("name", "status", "definition", backportStatusOpDef),
-			gen.O("name", "events", "definition", backportEventsOpDef)))
+		"operation", gen.A(gen.O("name", "status", "definition", backportStatusOpDef)))
+	if !t.info.Subscriptions.PerNotificationCount {
+		res.Set("operation", append(res.List("operation"), gen.O("name", "events", "definition", backportEventsOpDef)))
+	}
 	rest.Set("resource", append(rest.List("resource"), res))
 	out, err := cs.Bytes()
 	if err != nil {

@@ -51,10 +51,19 @@ func (e *ehrError) Error() string {
 
 func (e *ehrError) Unwrap() error { return e.err }
 
+// hubSecretHeader carries the hub secret on the Subscription create
+// (athenahealth's Event Subscription Platform registers it this way).
+const hubSecretHeader = "X-Hub-Secret"
+
 // call sends one request to [base]/path with the bearer token, retrying
 // network errors, 429 and 5xx a few times and a 401 once with a fresh
 // token. It returns the 2xx answer's body.
 func (m *Manager) call(ctx context.Context, method, path string, query url.Values, body []byte) ([]byte, int, error) {
+	return m.callWith(ctx, method, path, query, body, nil)
+}
+
+// callWith is call with extra request headers.
+func (m *Manager) callWith(ctx context.Context, method, path string, query url.Values, body []byte, hdr http.Header) ([]byte, int, error) {
 	u := m.base + "/" + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
@@ -89,6 +98,9 @@ func (m *Manager) call(ctx context.Context, method, path string, query url.Value
 		}
 		if tok != "" {
 			req.Header.Set("Authorization", "Bearer "+tok)
+		}
+		for k, vs := range hdr {
+			req.Header[k] = vs
 		}
 		res, err := m.cfg.HTTPClient.Do(req)
 		if err != nil {
@@ -212,7 +224,11 @@ func (m *Manager) createSubscription(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("subscription: rendering the Subscription: %w", err)
 	}
-	rb, _, err := m.call(ctx, http.MethodPost, "Subscription", nil, body)
+	var hdr http.Header
+	if m.cfg.HubSecret != "" {
+		hdr = http.Header{hubSecretHeader: {m.cfg.HubSecret}}
+	}
+	rb, _, err := m.callWith(ctx, http.MethodPost, "Subscription", nil, body, hdr)
 	if err != nil {
 		return "", err
 	}

@@ -7,13 +7,23 @@
 //
 // A Manager serves one connection. Mount it (an http.Handler) at the URL
 // given as Config.Endpoint and run Run in a goroutine the engine owns. The
-// handler only checks the notification, stores it raw through the Sink and
+// handler only checks the notification (shared secret or X-Hub-Signature,
+// our subscription, not a replay), stores it raw through the Sink and
 // queues it; all fetching happens in Run's goroutine.
+//
+// Delivery may be at-least-once and unordered: an event seen before (by
+// number, or by id where the EHR numbers events per notification, as
+// athenahealth does) is not handed over twice, a resource version older
+// than one handed over is not handed over, and an event-number gap waits
+// ReorderWait for late notifications before it is recovered.
 package subscription
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -39,6 +49,27 @@ const (
 	PayloadIDOnly       Payload = "id-only"       // the focus reference: we read it
 	PayloadFullResource Payload = "full-resource" // the resource itself
 )
+
+// EventNumbering is how an EHR numbers subscription events.
+type EventNumbering string
+
+// Event numberings.
+const (
+	// NumbersPerSubscription is the Backport IG's: one gap-free counter per
+	// subscription, so a jump reveals lost notifications ($events fills it)
+	// and a number at or below the last handled is a duplicate.
+	NumbersPerSubscription EventNumbering = "subscription"
+	// NumbersPerNotification is athenahealth's deviation: the events of
+	// each notification are numbered 1..k and eventsSinceSubscriptionStart
+	// is k. Numbers then say nothing about gaps or duplicates: events are
+	// told apart by their id (else focus and timestamp), and lost
+	// notifications are left to the EHR's retries and the safety poll.
+	NumbersPerNotification EventNumbering = "notification"
+)
+
+// HubSignatureHeader is the notification header WebSub-style signatures
+// travel in: "sha256=" and the hex HMAC-SHA256 of the body.
+const HubSignatureHeader = "X-Hub-Signature"
 
 // Resource is one changed resource handed to the Sink.
 type Resource struct {
@@ -151,6 +182,27 @@ type Config struct {
 	// Secret, when set, is sent to the EHR as channel header
 	// "Authorization: Bearer <Secret>" and required on every notification.
 	Secret string
+	// HubSecret, when set, authenticates notifications the WebSub way
+	// (athenahealth): it is sent once, as the X-Hub-Secret header of the
+	// Subscription create, and every notification must then carry
+	// "X-Hub-Signature: sha256=<hex HMAC-SHA256 of the raw body>". A
+	// notification without it, or with a signature that does not match,
+	// is answered 401 and not stored.
+	HubSecret string
+	// EventNumbers is how the EHR numbers events (default
+	// NumbersPerSubscription; athenahealth: NumbersPerNotification).
+	EventNumbers EventNumbering
+	// ReorderWait is how long a gap in event numbers stays open for late
+	// notifications (delivery may be unordered) before the missing events
+	// are fetched with $events (default 1s; negative: no wait). At most one
+	// recovery runs per wait, however many notifications come out of order.
+	ReorderWait time.Duration
+	// ReplayWindow: an event notification whose events are all older than
+	// this (by their timestamps) and all processed already is a replay —
+	// answered 200, neither stored nor processed (default 5m). A
+	// notification within the window is stored raw even when it repeats
+	// one (at-least-once delivery), and its events are skipped.
+	ReplayWindow time.Duration
 	// Sink receives notifications, resources and catch-up requests (required).
 	Sink Sink
 	// State persists the subscription id and event position (required).
@@ -187,6 +239,9 @@ type Stats struct {
 	HeartbeatTimeouts int64
 	Recreated         int64 // subscriptions replaced (gone, error or off)
 	Overflows         int64 // notifications acknowledged but not queued
+	BadSignatures     int64 // notifications refused for a missing or wrong X-Hub-Signature
+	Replays           int64 // stale notifications of processed events, dropped unstored
+	Reordered         int64 // gaps closed by notifications that came late, without $events
 }
 
 // Manager keeps one connection's subscription. Create it with New.
@@ -205,12 +260,25 @@ type Manager struct {
 	overflow    bool
 	stats       Stats
 
+	// What the handler's replay check reads: the last event number handled
+	// (a mirror of st.LastEventNumber) and the keys of events handled
+	// (NumbersPerNotification).
+	handled atomic.Int64
+	events  *keySet
+
 	// Owned by Run's goroutine.
 	st            State
 	handshakeSeen bool
 	handshakeDue  time.Time
 	seen          *versionSet
 	readyClosed   bool
+	// Events that came after a gap in numbers, waiting for the missing ones.
+	held   map[int64]pending
+	gapTo  int64     // the highest event number known to exist
+	gapDue time.Time // when an open gap is recovered; zero: none open
+	// lost: a NumbersPerNotification hand-over failed after the EHR was
+	// answered; the next check asks for a catch-up poll.
+	lost bool
 }
 
 // New checks cfg and returns a Manager.
@@ -229,6 +297,21 @@ func New(cfg Config) (*Manager, error) {
 	}
 	if u, err := url.Parse(cfg.Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, errors.New("subscription: Endpoint must be an absolute http(s) URL")
+	}
+	switch cfg.EventNumbers {
+	case "":
+		cfg.EventNumbers = NumbersPerSubscription
+	case NumbersPerSubscription, NumbersPerNotification:
+	default:
+		return nil, fmt.Errorf("subscription: event numbering %q: want subscription or notification", cfg.EventNumbers)
+	}
+	if cfg.ReorderWait == 0 {
+		cfg.ReorderWait = time.Second
+	} else if cfg.ReorderWait < 0 {
+		cfg.ReorderWait = 0
+	}
+	if cfg.ReplayWindow <= 0 {
+		cfg.ReplayWindow = 5 * time.Minute
 	}
 	switch cfg.Payload {
 	case "":
@@ -271,12 +354,14 @@ func New(cfg Config) (*Manager, error) {
 		cfg.Now = time.Now
 	}
 	return &Manager{
-		cfg:   cfg,
-		base:  cfg.Client.BaseURL(),
-		log:   cfg.Logger.With("practice", cfg.Practice, "connection", cfg.Connection),
-		queue: make(chan *notification, cfg.QueueSize),
-		ready: make(chan struct{}),
-		seen:  newVersionSet(50000),
+		cfg:    cfg,
+		base:   cfg.Client.BaseURL(),
+		log:    cfg.Logger.With("practice", cfg.Practice, "connection", cfg.Connection),
+		queue:  make(chan *notification, cfg.QueueSize),
+		ready:  make(chan struct{}),
+		seen:   newVersionSet(50000),
+		events: newKeySet(100000),
+		held:   map[int64]pending{},
 	}, nil
 }
 
@@ -323,12 +408,23 @@ func (m *Manager) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(m.cfg.CheckInterval)
 	defer tick.Stop()
+	gap := time.NewTimer(time.Hour)
+	gap.Stop()
+	armed := false
 	for {
+		if !armed && !m.gapDue.IsZero() {
+			gap.Reset(max(m.gapDue.Sub(m.cfg.Now()), 0))
+			armed = true
+		}
 		select {
 		case <-ctx.Done():
+			gap.Stop()
 			return ctx.Err()
 		case n := <-m.queue:
 			m.handle(ctx, n)
+		case <-gap.C:
+			armed = false
+			m.resolveGap(ctx)
 		case <-tick.C:
 			m.check(ctx)
 		}
@@ -372,6 +468,7 @@ func (m *Manager) ensureOnce(ctx context.Context) error {
 		switch {
 		case err == nil && (rs.Status == "active" || rs.Status == "requested"):
 			m.st = st
+			m.handled.Store(st.LastEventNumber)
 			m.mu.Lock()
 			m.subID = st.SubscriptionID
 			m.mu.Unlock()
@@ -380,7 +477,7 @@ func (m *Manager) ensureOnce(ctx context.Context) error {
 			m.touch(m.cfg.Now())
 			m.log.Info("subscription reused", "subscription", st.SubscriptionID, "lastEvent", st.LastEventNumber)
 			// What happened while we were away: $status tells, $events fills.
-			m.verify(ctx)
+			m.verify(ctx, false)
 			return nil
 		case err != nil && !errors.Is(err, ErrNotFound):
 			return err
@@ -419,6 +516,7 @@ func (m *Manager) replace(ctx context.Context, old State, hadOld bool) error {
 		m.bump(func(s *Stats) { s.Recreated++ })
 	}
 	m.st = st
+	m.held, m.gapTo, m.gapDue = map[int64]pending{}, 0, time.Time{}
 	m.handshakeSeen = false
 	m.handshakeDue = m.cfg.Now().Add(m.cfg.HandshakeTimeout)
 	m.touch(m.cfg.Now())
@@ -441,14 +539,18 @@ func (m *Manager) replace(ctx context.Context, old State, hadOld bool) error {
 }
 
 func (m *Manager) save(ctx context.Context) {
+	m.handled.Store(m.st.LastEventNumber)
 	if err := m.cfg.State.SaveState(ctx, m.cfg.Practice, m.cfg.Connection, m.st); err != nil {
 		m.log.Warn("saving the subscription state failed", "err", err)
 	}
 }
 
-// ServeHTTP is the notification endpoint: it checks the notification names
-// our subscription (404 otherwise), stores it raw through the Sink, queues
-// it for Run and answers 200. It does no fetching.
+// ServeHTTP is the notification endpoint: it checks the credentials (the
+// channel secret, 401; with HubSecret the X-Hub-Signature over the raw
+// body, 401), that the notification names our subscription (404), drops a
+// replay (200, unstored), stores the rest raw through the Sink, queues it
+// for Run and answers 200. It does no fetching, so it answers in the time
+// of the raw store even while Run is busy (a full queue is not waited for).
 func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", "POST")
@@ -464,6 +566,11 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeOutcome(w, http.StatusRequestEntityTooLarge, "too-long", "the notification is too large or unreadable")
 		return
 	}
+	if m.cfg.HubSecret != "" && !validHubSignature(r.Header.Get(HubSignatureHeader), body, m.cfg.HubSecret) {
+		m.bump(func(s *Stats) { s.BadSignatures++ })
+		writeOutcome(w, http.StatusUnauthorized, "login", "missing or invalid "+HubSignatureHeader)
+		return
+	}
 	n, err := parseNotification(body, m.base)
 	if err != nil {
 		writeOutcome(w, http.StatusBadRequest, "invalid", err.Error())
@@ -472,6 +579,14 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	id := subscriptionID(n.subRef, m.base)
 	if id == "" || id != m.knownID(r.Context()) {
 		writeOutcome(w, http.StatusNotFound, "not-found", "unknown subscription")
+		return
+	}
+	if m.isReplay(n) {
+		// Acknowledged, so a genuine late redelivery stops; not stored, so
+		// a captured notification sent again cannot fill the raw store.
+		m.bump(func(s *Stats) { s.Replays++ })
+		m.log.Info("stale notification of processed events dropped as a replay", "subscription", id)
+		w.WriteHeader(http.StatusOK)
 		return
 	}
 	if err := m.cfg.Sink.Notification(r.Context(), m.cfg.Practice, m.cfg.Connection, body); err != nil {
@@ -498,6 +613,51 @@ func (m *Manager) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.WriteHeader(http.StatusOK)
 }
+
+// validHubSignature checks a WebSub signature header ("sha256=<hex>")
+// against the HMAC-SHA256 of body under secret, in constant time.
+func validHubSignature(header string, body []byte, secret string) bool {
+	method, sig, ok := strings.Cut(strings.TrimSpace(header), "=")
+	if !ok || !strings.EqualFold(method, "sha256") {
+		return false
+	}
+	got, err := hex.DecodeString(sig)
+	if err != nil {
+		return false
+	}
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(body)
+	return hmac.Equal(got, mac.Sum(nil))
+}
+
+// isReplay reports whether an event notification repeats events already
+// processed and is older than the replay window: every event has a
+// timestamp before now − ReplayWindow and was handled (its number is at
+// or below the last handled, or, numbered per notification, its key was
+// seen). A signature covers the body only, so this is what stops a
+// captured notification from being accepted again.
+func (m *Manager) isReplay(n *notification) bool {
+	if n.typ != TypeEventNotification || len(n.events) == 0 {
+		return false
+	}
+	cutoff := m.cfg.Now().Add(-m.cfg.ReplayWindow)
+	last := m.handled.Load()
+	for _, e := range n.events {
+		if e.at.IsZero() || !e.at.Before(cutoff) {
+			return false
+		}
+		if m.numbered() {
+			if e.num > last {
+				return false
+			}
+		} else if k := e.key(); k == "" || !m.events.has(k) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *Manager) numbered() bool { return m.cfg.EventNumbers != NumbersPerNotification }
 
 // knownID is the subscription id notifications must name. While a create
 // is in flight (the EHR may send the handshake before answering it) it
@@ -544,16 +704,20 @@ func (m *Manager) handle(ctx context.Context, n *notification) {
 			err = m.recreate(ctx)
 			break
 		}
-		if n.since > m.st.LastEventNumber {
-			m.bump(func(s *Stats) { s.Gaps++ })
-			err = m.fill(ctx, m.st.LastEventNumber+1, n.since)
+		if m.numbered() {
+			m.expect(n.since)
 		}
 	case TypeEventNotification:
 		m.handshakeSeen = true
+		if !m.numbered() {
+			if err = m.applyUnnumbered(ctx, n.events, n.entries); err != nil {
+				m.lost = true
+			}
+			break
+		}
 		err = m.apply(ctx, n.events, n.entries)
-		if err == nil && n.since > m.st.LastEventNumber {
-			m.bump(func(s *Stats) { s.Gaps++ })
-			err = m.fill(ctx, m.st.LastEventNumber+1, n.since)
+		if err == nil {
+			m.expect(n.since)
 		}
 	}
 	if err != nil && ctx.Err() == nil {
@@ -561,53 +725,193 @@ func (m *Manager) handle(ctx context.Context, n *notification) {
 	}
 }
 
-// apply hands over events in order: duplicates are skipped, a jump in event
-// numbers is filled first.
-func (m *Manager) apply(ctx context.Context, evs []event, entries map[string][]json.RawMessage) error {
-	var batch []event
-	next := m.st.LastEventNumber + 1
+// pending is one event with the resource body its notification carried
+// (full-resource payloads), if any.
+type pending struct {
+	ev   event
+	body json.RawMessage
+}
+
+// resolve pairs events with the resources of their Bundle: several events
+// about one resource take its versions in order.
+func resolve(evs []event, entries map[string][]json.RawMessage) []pending {
+	used := map[string]int{}
+	out := make([]pending, 0, len(evs))
 	for _, e := range evs {
-		if e.num < next {
+		p := pending{ev: e}
+		if bodies := entries[e.focus]; e.focus != "" && len(bodies) > 0 {
+			p.body = bodies[min(used[e.focus], len(bodies)-1)]
+			used[e.focus]++
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// maxHeld bounds the events held for a gap; beyond it they are dropped and
+// recovered with the gap.
+const maxHeld = 10000
+
+// apply hands over events in number order: numbers at or below the last
+// handled are duplicates; events after a gap are held until the missing
+// ones arrive or the gap is recovered (resolveGap).
+func (m *Manager) apply(ctx context.Context, evs []event, entries map[string][]json.RawMessage) error {
+	for _, p := range resolve(evs, entries) {
+		num := p.ev.num
+		if _, dup := m.held[num]; dup || num <= m.st.LastEventNumber {
 			m.bump(func(s *Stats) { s.Duplicates++ })
 			continue
 		}
-		if e.num > next {
-			if err := m.deliver(ctx, batch, entries); err != nil {
-				return err
-			}
-			batch = nil
-			m.bump(func(s *Stats) { s.Gaps++ })
-			if err := m.fill(ctx, next, e.num-1); err != nil {
-				return err
-			}
-			if next = m.st.LastEventNumber + 1; e.num < next {
-				continue
-			}
+		m.gapTo = max(m.gapTo, num)
+		if len(m.held) < maxHeld {
+			m.held[num] = p
 		}
-		batch = append(batch, e)
-		next = e.num + 1
 	}
-	return m.deliver(ctx, batch, entries)
+	return m.drainHeld(ctx)
 }
 
-// deliver hands one contiguous run of events to the Sink and advances the state.
-func (m *Manager) deliver(ctx context.Context, batch []event, entries map[string][]json.RawMessage) error {
-	if len(batch) == 0 {
+// drainHeld hands over the held events that continue the last one handled;
+// what is left opens (or keeps open) a gap.
+func (m *Manager) drainHeld(ctx context.Context) error {
+	var run []pending
+	for next := m.st.LastEventNumber + 1; ; next++ {
+		p, ok := m.held[next]
+		if !ok {
+			break
+		}
+		run = append(run, p)
+	}
+	if len(run) > 0 {
+		if err := m.deliverNumbered(ctx, run); err != nil {
+			m.openGap() // retried when the gap is recovered
+			return err
+		}
+		for _, p := range run {
+			delete(m.held, p.ev.num)
+		}
+	}
+	switch {
+	case len(m.held) > 0 || m.gapTo > m.st.LastEventNumber:
+		m.openGap()
+	case !m.gapDue.IsZero():
+		m.gapDue = time.Time{} // the late notifications came
+		m.bump(func(s *Stats) { s.Reordered++ })
+	}
+	return nil
+}
+
+// expect notes that the EHR has sent events up to since: beyond the last
+// handled, that is a gap.
+func (m *Manager) expect(since int64) {
+	if since > m.st.LastEventNumber {
+		m.gapTo = max(m.gapTo, since)
+		m.openGap()
+	}
+}
+
+// openGap starts the reorder wait of a gap unless one is running.
+func (m *Manager) openGap() {
+	if m.gapDue.IsZero() {
+		m.gapDue = m.cfg.Now().Add(m.cfg.ReorderWait)
+		m.bump(func(s *Stats) { s.Gaps++ })
+	}
+}
+
+// resolveGap runs when a gap's reorder wait is over: the missing events
+// (and the held ones) are recovered in one go.
+func (m *Manager) resolveGap(ctx context.Context) {
+	if m.gapDue.IsZero() || m.cfg.Now().Before(m.gapDue) {
+		return
+	}
+	m.gapDue = time.Time{}
+	if err := m.recoverTo(ctx, m.gapTo); err != nil && ctx.Err() == nil {
+		m.log.Warn("recovering missed events failed; retried after the reorder wait", "err", err)
+		m.openGap()
+	}
+}
+
+// recoverTo fills the events after the last handled up to `to` (and any
+// held beyond it): through $events, else a catch-up poll.
+func (m *Manager) recoverTo(ctx context.Context, to int64) error {
+	for n := range m.held {
+		to = max(to, n)
+	}
+	m.gapTo = max(m.gapTo, to)
+	if to > m.st.LastEventNumber {
+		if err := m.fill(ctx, m.st.LastEventNumber+1, to); err != nil {
+			return err
+		}
+	}
+	for n := range m.held {
+		if n <= m.st.LastEventNumber {
+			delete(m.held, n)
+		}
+	}
+	m.gapDue = time.Time{}
+	return m.drainHeld(ctx)
+}
+
+// deliverNumbered hands over one contiguous run of numbered events and
+// advances the state.
+func (m *Manager) deliverNumbered(ctx context.Context, run []pending) error {
+	if len(run) == 0 {
 		return nil
 	}
+	if err := m.handOver(ctx, run); err != nil {
+		return err
+	}
+	m.st.LastEventNumber = run[len(run)-1].ev.num
+	m.bump(func(s *Stats) { s.Events += int64(len(run)) })
+	m.save(ctx)
+	return nil
+}
+
+// applyUnnumbered hands over the events of a notification from an EHR
+// that numbers events per notification: an event whose key was handled
+// before is a duplicate.
+func (m *Manager) applyUnnumbered(ctx context.Context, evs []event, entries map[string][]json.RawMessage) error {
+	var fresh []pending
+	keys := map[string]bool{}
+	for _, p := range resolve(evs, entries) {
+		k := p.ev.key()
+		if k != "" && (keys[k] || m.events.has(k)) {
+			m.bump(func(s *Stats) { s.Duplicates++ })
+			continue
+		}
+		if k != "" {
+			keys[k] = true
+		}
+		fresh = append(fresh, p)
+	}
+	if len(fresh) == 0 {
+		return nil
+	}
+	if err := m.handOver(ctx, fresh); err != nil {
+		return err
+	}
+	for k := range keys {
+		m.events.add(k)
+	}
+	m.bump(func(s *Stats) { s.Events += int64(len(fresh)) })
+	m.save(ctx)
+	return nil
+}
+
+// handOver reads or takes the events' resources and hands them to the
+// Sink, skipping versions handed over already (or older ones), and moves
+// the last event time forward.
+func (m *Manager) handOver(ctx context.Context, batch []pending) error {
 	var rs []Resource
 	needCatchUp := false
-	used := map[string]int{}  // focus → bodies used (several versions in one Bundle)
 	read := map[string]bool{} // focus already read in this batch
-	for _, e := range batch {
+	for _, p := range batch {
+		e := p.ev
 		if e.focus == "" {
 			needCatchUp = true
 			continue
 		}
-		if bodies := entries[e.focus]; len(bodies) > 0 {
-			i := min(used[e.focus], len(bodies)-1)
-			used[e.focus]++
-			r, err := resourceOf(bodies[i], e.num)
+		if p.body != nil {
+			r, err := resourceOf(p.body, e.num)
 			if err != nil {
 				return err
 			}
@@ -653,14 +957,11 @@ func (m *Manager) deliver(ctx context.Context, batch []event, entries map[string
 			m.seen.add(r)
 		}
 	}
-	for _, e := range batch {
-		if e.at.After(m.st.LastEventTime) {
-			m.st.LastEventTime = e.at
+	for _, p := range batch {
+		if p.ev.at.After(m.st.LastEventTime) {
+			m.st.LastEventTime = p.ev.at
 		}
 	}
-	m.st.LastEventNumber = batch[len(batch)-1].num
-	m.bump(func(s *Stats) { s.Events += int64(len(batch)) })
-	m.save(ctx)
 	return nil
 }
 
@@ -688,7 +989,7 @@ func (m *Manager) fill(ctx context.Context, from, to int64) error {
 			return m.catchUpTo(ctx, to)
 		}
 		m.bump(func(s *Stats) { s.EventsRecovered += int64(len(evs)) })
-		if err := m.deliver(ctx, evs, n.entries); err != nil {
+		if err := m.deliverNumbered(ctx, resolve(evs, n.entries)); err != nil {
 			return err
 		}
 		from = end + 1
@@ -721,8 +1022,9 @@ func (m *Manager) catchUp(ctx context.Context, since time.Time) error {
 	return nil
 }
 
-// check runs from Run's ticker: a missing handshake, a late heartbeat or a
-// queue overflow makes it ask the EHR.
+// check runs from Run's ticker: a missing handshake, a late heartbeat, a
+// queue overflow or a lost hand-over makes it ask the EHR; an open gap
+// whose wait is over is recovered.
 func (m *Manager) check(ctx context.Context) {
 	now := m.cfg.Now()
 	if !m.handshakeSeen && now.After(m.handshakeDue) {
@@ -741,10 +1043,12 @@ func (m *Manager) check(ctx context.Context) {
 			m.log.Warn("reading the subscription failed", "err", err)
 		}
 	}
+	m.resolveGap(ctx)
 	m.mu.Lock()
 	last, overflow := m.lastContact, m.overflow
 	m.overflow = false
 	m.mu.Unlock()
+	overflow = overflow || m.lost
 	late := now.Sub(last) > m.cfg.HeartbeatPeriod+m.cfg.HeartbeatGrace
 	if !late && !overflow {
 		return
@@ -753,12 +1057,31 @@ func (m *Manager) check(ctx context.Context) {
 		m.bump(func(s *Stats) { s.HeartbeatTimeouts++ })
 	}
 	m.touch(now) // one look per period while the EHR stays silent
-	m.verify(ctx)
+	m.verify(ctx, overflow)
 }
 
-// verify asks $status what we missed and recovers it; when $status fails
-// it asks for a catch-up poll.
-func (m *Manager) verify(ctx context.Context) {
+// verify asks the EHR what we missed and recovers it. With numbers per
+// subscription, $status tells how many events there were ($events then
+// fills them) and a failing $status asks for a catch-up poll. With numbers
+// per notification there is nothing to count: the Subscription's status
+// is read, and notifications known to be unprocessed (overflow, a failed
+// hand-over) are covered by a catch-up poll.
+func (m *Manager) verify(ctx context.Context, overflow bool) {
+	if !m.numbered() {
+		rs, err := m.readSubscription(ctx, m.st.SubscriptionID)
+		switch {
+		case errors.Is(err, ErrNotFound) || err == nil && (rs.Status == "error" || rs.Status == "off"):
+			err = m.recreate(ctx)
+		case err == nil && overflow:
+			if err = m.catchUpTo(ctx, 0); err == nil {
+				m.lost = false
+			}
+		}
+		if err != nil && ctx.Err() == nil {
+			m.log.Warn("recovery failed; retried at the next check", "err", err)
+		}
+		return
+	}
 	n, err := m.queryStatus(ctx, m.st.SubscriptionID)
 	switch {
 	case errors.Is(err, ErrNotFound):
@@ -771,9 +1094,11 @@ func (m *Manager) verify(ctx context.Context) {
 		err = m.catchUpTo(ctx, m.st.LastEventNumber)
 	case n.status == "error" || n.status == "off":
 		err = m.recreate(ctx)
-	case n.since > m.st.LastEventNumber:
-		m.bump(func(s *Stats) { s.Gaps++ })
-		err = m.fill(ctx, m.st.LastEventNumber+1, n.since)
+	case n.since > m.st.LastEventNumber || len(m.held) > 0:
+		if n.since > m.st.LastEventNumber {
+			m.bump(func(s *Stats) { s.Gaps++ })
+		}
+		err = m.recoverTo(ctx, n.since)
 	}
 	if err != nil && ctx.Err() == nil {
 		m.log.Warn("recovery failed; retried at the next check", "err", err)
@@ -808,35 +1133,42 @@ func (m *Manager) Unsubscribe(ctx context.Context) error {
 	return nil
 }
 
-// versionSet remembers the last version handed over per resource (bounded,
-// oldest forgotten first).
+// versionSet remembers the last version handed over per resource
+// (bounded, oldest forgotten first).
 type versionSet struct {
 	max  int
-	m    map[string]string
+	m    map[string]seenVersion
 	keys []string
 }
 
-func newVersionSet(n int) *versionSet { return &versionSet{max: n, m: map[string]string{}} }
+type seenVersion struct {
+	id          string
+	lastUpdated time.Time
+}
 
-// has reports whether r's version (or a later one) was handed over already.
+func newVersionSet(n int) *versionSet { return &versionSet{max: n, m: map[string]seenVersion{}} }
+
+// has reports whether r's version, or a later one, was handed over
+// already: the same versionId, a smaller numeric versionId, or an earlier
+// meta.lastUpdated (versionIds that are not numbers).
 func (s *versionSet) has(r Resource) bool {
-	if r.VersionID == "" {
-		return false
-	}
 	old, ok := s.m[r.Type+"/"+r.ID]
 	if !ok {
 		return false
 	}
-	if old == r.VersionID {
+	if r.VersionID != "" && old.id == r.VersionID {
 		return true
 	}
-	a, err1 := strconv.ParseInt(old, 10, 64)
+	a, err1 := strconv.ParseInt(old.id, 10, 64)
 	b, err2 := strconv.ParseInt(r.VersionID, 10, 64)
-	return err1 == nil && err2 == nil && b <= a
+	if err1 == nil && err2 == nil {
+		return b <= a
+	}
+	return !old.lastUpdated.IsZero() && !r.LastUpdated.IsZero() && r.LastUpdated.Before(old.lastUpdated)
 }
 
 func (s *versionSet) add(r Resource) {
-	if r.VersionID == "" {
+	if r.VersionID == "" && r.LastUpdated.IsZero() {
 		return
 	}
 	k := r.Type + "/" + r.ID
@@ -847,5 +1179,37 @@ func (s *versionSet) add(r Resource) {
 			s.keys = s.keys[1:]
 		}
 	}
-	s.m[k] = r.VersionID
+	s.m[k] = seenVersion{id: r.VersionID, lastUpdated: r.LastUpdated}
+}
+
+// keySet remembers the keys of events handled (bounded, oldest forgotten
+// first); the handler and Run use it concurrently.
+type keySet struct {
+	mu   sync.Mutex
+	max  int
+	m    map[string]struct{}
+	keys []string
+}
+
+func newKeySet(n int) *keySet { return &keySet{max: n, m: map[string]struct{}{}} }
+
+func (s *keySet) has(k string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.m[k]
+	return ok
+}
+
+func (s *keySet) add(k string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.m[k]; ok {
+		return
+	}
+	s.m[k] = struct{}{}
+	s.keys = append(s.keys, k)
+	if len(s.keys) > s.max {
+		delete(s.m, s.keys[0])
+		s.keys = s.keys[1:]
+	}
 }

@@ -105,6 +105,12 @@ type env struct {
 
 func newEnv(t *testing.T, opts sim.SubscriptionOptions) *env {
 	t.Helper()
+	return newFlavorEnv(t, opts, "")
+}
+
+// newFlavorEnv is newEnv with the tenant on a vendor flavour ("": generic).
+func newFlavorEnv(t *testing.T, opts sim.SubscriptionOptions, flavor string) *env {
+	t.Helper()
 	key, err := smart.GenerateKey(smart.AlgES384)
 	if err != nil {
 		t.Fatal(err)
@@ -114,7 +120,7 @@ func newEnv(t *testing.T, opts sim.SubscriptionOptions) *env {
 		t.Fatal(err)
 	}
 	s, err := sim.New(sim.Config{Tenants: []sim.TenantConfig{{
-		ID: tenant, Seed: 11, Data: &gen.Options{Patients: 25, PastDays: 10, FutureDays: 10},
+		ID: tenant, Flavor: flavor, Seed: 11, Data: &gen.Options{Patients: 25, PastDays: 10, FutureDays: 10},
 		Clients: []authserver.Client{{ID: clientID, JWKS: jwks, Scopes: []string{"system/*.rs", "system/Subscription.crds"}}},
 	}}})
 	if err != nil {

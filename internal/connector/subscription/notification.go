@@ -38,6 +38,22 @@ type event struct {
 	num   int64
 	at    time.Time // zero when absent
 	focus string    // "Type/id" relative to the base ("" when absent or foreign)
+	// id is the event's own id where the EHR gives one (athenahealth:
+	// notificationEvent.id, a UUID; in Parameters a part "id"), else "".
+	id string
+}
+
+// key identifies an event apart from its number (for EHRs that number
+// events per notification): its id, else its focus and timestamp; "" when
+// it has none of them.
+func (e event) key() string {
+	switch {
+	case e.id != "":
+		return "id:" + e.id
+	case e.focus != "" && !e.at.IsZero():
+		return "at:" + e.focus + "|" + e.at.UTC().Format(time.RFC3339Nano)
+	}
+	return ""
 }
 
 type parameter struct {
@@ -96,7 +112,7 @@ func parseNotification(body []byte, base string) (*notification, error) {
 				break
 			}
 		}
-	case "Parameters":
+	case "Parameters", "SubscriptionStatus":
 		statusRaw = body
 		first = -1
 	default:
@@ -105,7 +121,13 @@ func parseNotification(body []byte, base string) (*notification, error) {
 	if statusRaw == nil {
 		return nil, errors.New("the notification has no SubscriptionStatus entry")
 	}
-	n, err := parseStatus(statusRaw, base)
+	var n *notification
+	var err error
+	if h, _ := fhir.ParseHeader(statusRaw); h.ResourceType == "SubscriptionStatus" {
+		n, err = parseStatusResource(statusRaw, base)
+	} else {
+		n, err = parseStatus(statusRaw, base)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -167,6 +189,10 @@ func parseStatus(raw json.RawMessage, base string) (*notification, error) {
 					if pt.ValueReference != nil {
 						e.focus = relativeRef(pt.ValueReference.Reference, base)
 					}
+				case "id":
+					if pt.ValueString != nil {
+						e.id = *pt.ValueString
+					}
 				}
 			}
 			if !numSet {
@@ -179,6 +205,67 @@ func parseStatus(raw json.RawMessage, base string) (*notification, error) {
 		return nil, errors.New("the SubscriptionStatus has no type")
 	}
 	sort.Slice(n.events, func(i, j int) bool { return n.events[i].num < n.events[j].num })
+	return n, nil
+}
+
+// statusResource is the SubscriptionStatus resource (the R4B and R5 shape,
+// which athenahealth sends inside its R4 notification Bundles).
+type statusResource struct {
+	ResourceType string          `json:"resourceType"`
+	Status       string          `json:"status"`
+	Type         string          `json:"type"`
+	Since        json.RawMessage `json:"eventsSinceSubscriptionStart"`
+	Subscription struct {
+		Reference string `json:"reference"`
+	} `json:"subscription"`
+	NotificationEvent []struct {
+		ID          string          `json:"id"`
+		EventNumber json.RawMessage `json:"eventNumber"`
+		Timestamp   string          `json:"timestamp"`
+		Focus       *struct {
+			Reference string `json:"reference"`
+		} `json:"focus"`
+	} `json:"notificationEvent"`
+}
+
+// rawNumber reads a number written as a JSON string or number.
+func rawNumber(raw json.RawMessage) (int64, bool) {
+	n, err := strconv.ParseInt(strings.TrimSpace(strings.Trim(string(raw), `"`)), 10, 64)
+	return n, err == nil && n >= 0
+}
+
+// parseStatusResource reads a SubscriptionStatus resource.
+func parseStatusResource(raw json.RawMessage, base string) (*notification, error) {
+	var ss statusResource
+	if err := json.Unmarshal(raw, &ss); err != nil || ss.ResourceType != "SubscriptionStatus" {
+		return nil, errors.New("the SubscriptionStatus resource is not readable")
+	}
+	if ss.Type == "" {
+		return nil, errors.New("the SubscriptionStatus has no type")
+	}
+	n := &notification{typ: ss.Type, status: ss.Status, subRef: ss.Subscription.Reference, since: -1}
+	if len(ss.Since) > 0 {
+		v, ok := rawNumber(ss.Since)
+		if !ok {
+			return nil, errors.New("eventsSinceSubscriptionStart is not a number")
+		}
+		n.since = v
+	}
+	for _, x := range ss.NotificationEvent {
+		num, ok := rawNumber(x.EventNumber)
+		if !ok {
+			return nil, errors.New("a notificationEvent has no eventNumber")
+		}
+		e := event{num: num, id: x.ID}
+		if t, err := fhir.ParseInstant(x.Timestamp); err == nil {
+			e.at = t
+		}
+		if x.Focus != nil {
+			e.focus = relativeRef(x.Focus.Reference, base)
+		}
+		n.events = append(n.events, e)
+	}
+	sort.SliceStable(n.events, func(i, j int) bool { return n.events[i].num < n.events[j].num })
 	return n, nil
 }
 

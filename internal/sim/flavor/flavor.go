@@ -81,6 +81,33 @@ type Info struct {
 	// Paging is how the vendor's next links look and behave (zero: the
 	// simulator's own "_page" token and pages that do not overlap).
 	Paging Paging
+	// Subscriptions is how the vendor's topic-based subscriptions differ
+	// from the Subscriptions R5 Backport IG (zero: as the IG says).
+	Subscriptions Subscriptions
+}
+
+// Subscriptions describes a vendor's deviations from the Subscriptions
+// R5 Backport IG (rest-hook notifications).
+type Subscriptions struct {
+	// HubSignature signs notifications the WebSub way: a secret the client
+	// sends in the X-Hub-Secret header of the Subscription create makes
+	// every notification carry "X-Hub-Signature: sha256=<hex HMAC-SHA256
+	// of the body>". Without the header notifications go unsigned.
+	HubSignature bool
+	// PerNotificationCount numbers events within each notification, not
+	// per subscription: the events of a notification are 1..k,
+	// eventsSinceSubscriptionStart is k, and each event carries a unique id
+	// instead. There is no gap-free counter, so $events is not served.
+	PerNotificationCount bool
+	// StatusResource sends the SubscriptionStatus as a SubscriptionStatus
+	// resource (the R4B/R5 shape, references relative) instead of the R4
+	// Parameters, and an id-only notification holds no entry besides it.
+	StatusResource bool
+	// Payloads lists the payload contents accepted (empty: every one).
+	Payloads []string
+	// PracticeFilter is a filter parameter every Subscription must carry,
+	// with the value PracticeValue (athenahealth: ah-practice).
+	PracticeFilter, PracticeValue string
 }
 
 // Paging describes a vendor's next links.

@@ -132,3 +132,19 @@ func (p *Profile) Quirks() []profile.Quirk {
 		{Area: "write", Description: "FHIR is read-only; writes go through the proprietary v1 API"},
 	}
 }
+
+// SubscriptionPerNotificationEvents: athenahealth numbers a notification's
+// events from 1 within each notification (eventsSinceSubscriptionStart
+// too), a deviation from the backport IG; the subscription client must
+// not read those numbers as gaps.
+func (p *Profile) SubscriptionPerNotificationEvents() bool { return true }
+
+// SubscriptionFilter is the filter every athenahealth subscription needs:
+// one practice, as ah-practice=Organization/a-1.Practice-{id} ("" when the
+// profile has no practice id).
+func (p *Profile) SubscriptionFilter() (param, value string) {
+	if p.practiceID == "" {
+		return "", ""
+	}
+	return PracticeParam, PracticeRef(p.practiceID)
+}

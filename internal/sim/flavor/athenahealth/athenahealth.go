@@ -3,7 +3,9 @@
 // (ah-practice=Organization/a-1.Practice-{id}), _lastUpdated takes a date
 // only (a time is refused with 400), paging runs on a cursor parameter, and
 // in strict mode most types are searchable only with patient or _id
-// (Appointment only by _id). The FHIR API is read-only. Facts come from
+// (Appointment only by _id). The FHIR API is read-only. Event subscriptions
+// are id-only, signed with X-Hub-Signature, and number their events per
+// notification (see flavor.Subscriptions). Facts come from
 // ../shared/reference/ehr-vendors.md §3 and athenahealth's published
 // CapabilityStatement; values marked "unconfirmed" are our choice.
 package athenahealth
@@ -68,7 +70,7 @@ var patientTypes = map[string]bool{
 }
 
 // Info implements flavor.Flavor.
-func (Flavor) Info() flavor.Info {
+func (f Flavor) Info() flavor.Info {
 	return flavor.Info{
 		Name:          Name,
 		BasePath:      "/fhir/r4",
@@ -83,6 +85,18 @@ func (Flavor) Info() flavor.Info {
 		TokenTTL:           time.Hour,
 		StrictSearchParams: strictParams(),
 		Paging:             flavor.Paging{Param: "cursor"},
+		// Event subscriptions as athenahealth's Event Subscription Platform
+		// documents them (github.com/athenahealth/aone-fhir-subscriptions):
+		// id-only payloads, WebSub signatures with the X-Hub-Secret given at
+		// create, SubscriptionStatus as a resource, event numbers and
+		// eventsSinceSubscriptionStart relative to each notification. The
+		// required ah-practice filter (one Subscription per topic per
+		// practice) comes from ../shared/reference/ehr-vendors.md.
+		Subscriptions: flavor.Subscriptions{
+			HubSignature: true, PerNotificationCount: true, StatusResource: true,
+			Payloads:       []string{"id-only"},
+			PracticeFilter: PracticeParam, PracticeValue: f.PracticeRef(),
+		},
 	}
 }
 
