@@ -86,6 +86,12 @@ var docTemplate = template.Must(template.New("doc").Funcs(htmlFuncs).Parse(`<!DO
 {{if .WriteBack}}<table><tr><th>Resource type</th><th>Read as</th><th>How it is written back</th><th>Rules applied on write-back</th></tr>
 {{range .WriteBack}}<tr><td>{{.ResourceType}}</td><td>{{or .ReadBy "—"}}</td><td>{{or .How "not described by the profile"}}</td><td>{{range $i, $r := .OutRules}}{{if $i}}, {{end}}<code>{{$r}}</code>{{else}}—{{end}}</td></tr>
 {{end}}</table>{{else}}<p>The {{.VendorTitle}} profile names no write-back.</p>{{end}}
+<h3 id="writecontract">Write contract</h3>
+{{with .Contract}}{{if .Missing}}<p>{{.Missing}}</p>{{else}}<p>What {{$.D.VendorTitle}} accepts from apps through mediflow (contract <code>{{.Title}}</code>): an intent marked no is refused when the app submits it, with the reason given; a supported one is checked against the required elements and rules before it is sent, and refused with HTTP 422 and one message per element when it does not meet them.</p>
+<table><tr><th>Intent</th><th>Supported</th><th>Channel</th><th>Operation</th><th>Required</th><th>Rules and notes</th></tr>
+{{range .Rows}}<tr><td><code>{{.Intent}}</code></td><td>{{if .Supported}}yes{{else}}no{{end}}</td><td>{{or .Channel "—"}}</td><td>{{or .Operation "—"}}</td><td>{{range $i, $r := .Required}}{{if $i}}, {{end}}<code>{{$r}}</code>{{else}}—{{end}}</td><td class="small">{{range .Notes}}<div>{{.}}</div>{{end}}</td></tr>
+{{end}}</table>
+{{if .Errors}}<p><strong>How the EHR reports a failed write:</strong> {{.Errors}}</p>{{end}}{{end}}{{end}}
 
 <h2 id="params">Profile parameters</h2>
 <table><tr><th>Parameter</th><th>Value</th></tr>

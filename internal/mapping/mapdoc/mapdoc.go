@@ -25,6 +25,7 @@ import (
 	"github.com/mediflow/mediflow/internal/mapping"
 	"github.com/mediflow/mediflow/internal/mapping/conceptmap"
 	"github.com/mediflow/mediflow/internal/mapping/mask"
+	"github.com/mediflow/mediflow/internal/writeback/contract"
 )
 
 // Formats of Generate.
@@ -55,6 +56,10 @@ type Input struct {
 	Set *mapping.Set
 	// Reads says which data classes are read and how (see ReadsFromConfig).
 	Reads []Read
+	// Contract is the practice's write-back contract (contract.Registry
+	// ForPractice). Nil: the shipped contract of Vendor at VendorVersion
+	// (contract.Default), without an HL7 outbound interface.
+	Contract *contract.Contract
 	// HL7, when set, are the HL7 v2 conversion specs (v2fhir.LoadCatalog):
 	// the practice receives HL7 v2 and the document shows how messages
 	// become FHIR resources before the rules above apply.
@@ -180,6 +185,7 @@ type document struct {
 	Params                   []param
 	Reads                    []Read
 	WriteBack                []writeBackRow
+	Contract                 writeContract
 	Sections                 []section // per resource type, then "Resource" (every type)
 	Transforms               []mapping.TransformInfo
 	Defaults                 []defaultRow
@@ -204,6 +210,26 @@ type writeBackRow struct {
 	How          string
 	Layer        string
 	OutRules     []string // ids of the rules that run on write-back
+}
+
+// writeContract is the practice's write-back contract: which write intents
+// its EHR accepts, how, with which required elements and rules.
+type writeContract struct {
+	Title    string
+	Rows     []contract.Row
+	Errors   string
+	Markdown string // the contract as a Markdown table (contract.Markdown)
+	Missing  string // why there is none ("" when there is one)
+}
+
+func contractOf(c *contract.Contract, vendor, version string) writeContract {
+	if c == nil {
+		var err error
+		if c, err = contract.Default().For(vendor, version); err != nil {
+			return writeContract{Missing: "No write contract is known for " + vendor + " at this version: mediflow refuses every write-back intent for this practice."}
+		}
+	}
+	return writeContract{Title: c.Title(), Rows: c.Rows(), Errors: strings.Join(strings.Fields(c.Errors), " "), Markdown: contract.Markdown(c)}
 }
 
 type section struct {
@@ -313,6 +339,7 @@ func build(in Input) *document {
 	if d.Mediflow == "" {
 		d.Mediflow = "dev"
 	}
+	d.Contract = contractOf(in.Contract, d.Vendor, d.VendorVersion)
 	gen := in.Generated
 	if gen.IsZero() {
 		gen = time.Now()

@@ -198,6 +198,16 @@ func writeMarkdown(w io.Writer, d *document) error {
 	}
 	e.line("")
 
+	e.line("### Write contract")
+	e.line("")
+	if d.Contract.Missing != "" {
+		e.line(text(d.Contract.Missing))
+	} else {
+		e.printf("What %s accepts from apps through mediflow (contract %s): an intent marked no is refused when the app submits it, with the reason given; a supported one is checked against the required elements and rules before it is sent, and refused with HTTP 422 and one message per element when it does not meet them.\n\n", text(d.VendorTitle), code(d.Contract.Title))
+		e.printf("%s", d.Contract.Markdown)
+	}
+	e.line("")
+
 	e.line("## Profile parameters")
 	e.line("")
 	e.line("| Parameter | Value |")

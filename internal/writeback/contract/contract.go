@@ -6,6 +6,15 @@
 // and checks the canonical → vendor mapped resource against the contract's
 // constraints before anything is sent (field-level messages, HTTP 422).
 // The mapping document shows the contract of each practice.
+//
+// Default holds the shipped contracts (one per vendor profile; NextGen one
+// per product, by version range). Registry.ForPractice picks a practice's
+// contract and, when the practice has an HL7 v2 outbound interface, adds
+// the HL7 routes (Contract.WithHL7). Contract.Check judges a vendor-shaped
+// resource; Validate maps a canonical resource with the practice's mapping
+// set and then checks it, which is what the write-back API calls. Markdown
+// and WriteDoc render contracts for the mapping document and
+// docs/writeback-contracts.md.
 package contract
 
 import (
@@ -42,6 +51,29 @@ const (
 	ChannelVendorREST Channel = "vendor-rest" // the vendor's proprietary API
 )
 
+// FHIR operations a Support names (Support.Operation, channel fhir).
+const (
+	OpCreate = "create" // POST
+	OpUpdate = "update" // PUT of the whole resource
+	OpPatch  = "patch"  // JSON Patch
+	// OpUpsert: a create when the resource has no id, an update when it
+	// names the EHR's record (see Support.OperationFor).
+	OpUpsert = "upsert"
+)
+
+// OperationFor is the operation to run for a resource that has (or has
+// not) an id: OpUpsert resolves to OpCreate or OpUpdate; every other
+// operation is returned as it is.
+func (s Support) OperationFor(hasID bool) string {
+	if s.Operation != OpUpsert {
+		return s.Operation
+	}
+	if hasID {
+		return OpUpdate
+	}
+	return OpCreate
+}
+
 // Support is what a contract says about one intent.
 type Support struct {
 	Intent    Intent
@@ -54,7 +86,7 @@ type Support struct {
 	// written: e.g. fhir / DocumentReference / create, hl7 / - / MDM^T02.
 	Channel      Channel
 	ResourceType string
-	Operation    string // "create", "update", "patch", or an HL7 message type
+	Operation    string // OpCreate, OpUpdate, OpPatch, OpUpsert; an HL7 message type; a vendor endpoint
 	// ConditionalCreate: the EHR honours If-None-Exist, so a create can be
 	// made idempotent on our identifier; otherwise search-before-create.
 	ConditionalCreate bool
@@ -70,6 +102,9 @@ type Support struct {
 	Required []string
 	// Rules are the vendor's constraints beyond presence.
 	Rules []Rule
+	// Note says more about how a supported intent is written, in words for
+	// the mapping document (the endpoint, the status transitions allowed).
+	Note string
 }
 
 // Rule is one constraint of a vendor on a written resource.
@@ -94,7 +129,10 @@ type Contract struct {
 	Vendor   string
 	Versions string // version range the contract applies to ("" all)
 	// Errors describes how the EHR reports a failed write, for the docs.
-	Errors  string
+	Errors string
+	// HL7 is set on a contract WithHL7 made: it counts the practice's HL7
+	// v2 outbound interface.
+	HL7     bool
 	intents map[Intent]Support
 }
 
@@ -149,21 +187,59 @@ func (r *Registry) Vendors() []string {
 	return out
 }
 
-// For returns the contract of a vendor at a version ("" the newest).
-// Version ranges are matched by the implementation in versions.go.
+// For returns the contract of a vendor at a version ("May 2026",
+// "5.0.1.698"; "" = unknown, taken as the newest release). Contracts with a
+// version range are tried in the order they were given, then a contract
+// without one. A version or range that cannot be read is an error.
 func (r *Registry) For(vendor, version string) (*Contract, error) {
 	cs := r.byVendor[vendor]
 	if len(cs) == 0 {
 		return nil, fmt.Errorf("contract: no write contract for vendor %q", vendor)
 	}
+	var fallback *Contract
 	for _, c := range cs {
-		if c.Versions == "" || matchVersion(c.Versions, version) {
+		if c.Versions == "" {
+			if fallback == nil {
+				fallback = c
+			}
+			continue
+		}
+		ok, err := MatchVersion(c.Versions, version)
+		if err != nil {
+			return nil, fmt.Errorf("contract: %s: %w", vendor, err)
+		}
+		if ok {
 			return c, nil
 		}
+	}
+	if fallback != nil {
+		if _, err := MatchVersion("", version); err != nil {
+			return nil, fmt.Errorf("contract: %s: %w", vendor, err)
+		}
+		return fallback, nil
 	}
 	return nil, fmt.Errorf("contract: no write contract for %s version %q", vendor, version)
 }
 
-// matchVersion is replaced by the full implementation (ranges like
-// ">= 2024.1", "< 5.7"); until then only exact matches and "" count.
-var matchVersion = func(rng, version string) bool { return version == "" || rng == version }
+// Options are what a practice's configuration adds to its vendor's
+// contract.
+type Options struct {
+	// HL7Outbound: the practice has an HL7 v2 outbound destination to its
+	// EHR (write-back over MLLP), so the intents mediflow's HL7 channel
+	// carries are accepted even where the vendor's APIs refuse them.
+	HL7Outbound bool
+}
+
+// ForPractice returns the contract of a practice: its vendor's contract at
+// the version (see For), with the HL7 v2 routes when the practice has an
+// HL7 outbound destination (see Contract.WithHL7).
+func (r *Registry) ForPractice(vendor, version string, o Options) (*Contract, error) {
+	c, err := r.For(vendor, version)
+	if err != nil {
+		return nil, err
+	}
+	if o.HL7Outbound {
+		c = c.WithHL7()
+	}
+	return c, nil
+}
