@@ -148,7 +148,7 @@ func (t *tenant) putNew(r gen.Resource) (Change, error) {
 	if err != nil {
 		return Change{}, err
 	}
-	return Change{ResourceType: r.Type, ID: r.ID, Version: v.VersionID, Created: true}, nil
+	return Change{ResourceType: r.Type, ID: r.ID, Version: v.Number(), Created: true}, nil
 }
 
 // putUpdate stores a modified current version; a concurrent write makes it
@@ -162,7 +162,7 @@ func (t *tenant) putUpdate(v *simstore.Version, o *gen.Obj) (Change, bool, error
 	if err != nil {
 		return Change{}, false, err
 	}
-	return Change{ResourceType: v.ResourceType, ID: v.ID, Version: nv.VersionID}, true, nil
+	return Change{ResourceType: v.ResourceType, ID: v.ID, Version: nv.Number()}, true, nil
 }
 
 func (t *tenant) pick(ch *changer, rt string) (*simstore.Version, bool) {

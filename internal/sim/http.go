@@ -33,6 +33,7 @@ const (
 	opMetadata
 	opSmartConfig
 	opExport // Bulk Data kick-off (bulk.go)
+	opPatch  // JSON Patch (write.go)
 )
 
 // call is one FHIR request being served.
@@ -47,6 +48,9 @@ type call struct {
 	nextPage  bool
 	malformed bool
 	level     string // opExport: flavor.BulkSystem, BulkPatient or BulkGroup (group id in id)
+	// afterCommit is a timeout-after-commit fault to apply once the write
+	// is stored (write.go, vendorapi.go).
+	afterCommit *fault.Fault
 }
 
 // ServeHTTP routes /{tenant}/... to the tenant (token endpoint, FHIR base)
@@ -78,6 +82,8 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case rest == t.info.TokenPath:
 		t.serveToken(w, r)
+	case t.serveVendorAPI(w, r, rest):
+		// a proprietary write API (vendorapi.go)
 	case t.serveBulkPath(w, r, rest):
 		// a bulk export status URL or file
 	case rest == base || strings.HasPrefix(rest, base+"/"):
@@ -191,6 +197,8 @@ func (c *call) classify(p string) *flavor.Problem {
 			c.op = opRead
 		case http.MethodPut:
 			c.op = opUpdate
+		case http.MethodPatch:
+			c.op = opPatch
 		default:
 			return notAllowed
 		}
@@ -259,7 +267,8 @@ func (t *tenant) serveFHIR(w http.ResponseWriter, r *http.Request, p string) {
 	case opExport:
 		endpoint = fault.EndpointBulkKickoff
 	}
-	if !t.applyFaults(w, r, fault.Request{Endpoint: endpoint, NextPage: c.nextPage, Search: c.op == opSearch}, c) {
+	write := c.op == opCreate || c.op == opUpdate || c.op == opPatch
+	if !t.applyFaults(w, r, fault.Request{Endpoint: endpoint, NextPage: c.nextPage, Search: c.op == opSearch, Write: write}, c) {
 		return
 	}
 	switch c.op {
@@ -286,7 +295,7 @@ func (t *tenant) serveFHIR(w http.ResponseWriter, r *http.Request, p string) {
 		authOp = 'r'
 	case opCreate:
 		authOp = 'c'
-	case opUpdate:
+	case opUpdate, opPatch:
 		authOp = 'u'
 	}
 	if !t.cfg.OpenAuth {
@@ -312,7 +321,7 @@ func (t *tenant) serveFHIR(w http.ResponseWriter, r *http.Request, p string) {
 		t.serveVRead(c)
 	case opHistory:
 		t.serveHistory(c)
-	case opCreate, opUpdate:
+	case opCreate, opUpdate, opPatch:
 		t.serveWrite(c)
 	}
 }
@@ -325,6 +334,9 @@ func (t *tenant) allow(rt string) string {
 	}
 	if t.info.CanUpdate(rt) {
 		m = append(m, "PUT")
+	}
+	if t.info.CanPatch(rt) {
+		m = append(m, "PATCH")
 	}
 	return strings.Join(m, ", ")
 }
@@ -359,8 +371,11 @@ func (t *tenant) applyFaults(w http.ResponseWriter, r *http.Request, fr fault.Re
 		case fault.Drop:
 			dropConnection(w)
 		case fault.TooManyRequests:
-			t.problem(w, flavor.Problem{Kind: flavor.Throttled, Diagnostics: "rate limit exceeded (injected)"},
-				map[string]string{"Retry-After": strconv.Itoa(f.RetryAfterSeconds())})
+			var hdr map[string]string
+			if !t.info.NoRetryAfter {
+				hdr = map[string]string{"Retry-After": strconv.Itoa(f.RetryAfterSeconds())}
+			}
+			t.problem(w, flavor.Problem{Kind: flavor.Throttled, Diagnostics: "rate limit exceeded (injected)"}, hdr)
 		case fault.Unavailable:
 			t.problem(w, flavor.Problem{Kind: flavor.Unavailable, Diagnostics: "service unavailable (injected)"},
 				map[string]string{"Retry-After": strconv.Itoa(f.RetryAfterSeconds())})
@@ -379,6 +394,9 @@ func (t *tenant) applyFaults(w http.ResponseWriter, r *http.Request, fr fault.Re
 	}
 	if d.Malformed && c != nil {
 		c.malformed = true
+	}
+	if d.AfterCommit != nil && c != nil {
+		c.afterCommit = d.AfterCommit
 	}
 	return true
 }

@@ -194,6 +194,24 @@ func lastUpdatedBounds(p store.SearchParam, r *simstore.Range) {
 	}
 }
 
+// compileCriteria compiles parsed search parameters into criteria.
+func (t *tenant) compileCriteria(rt string, params []store.SearchParam) (*criteria, *flavor.Problem) {
+	crit := &criteria{rt: rt}
+	for _, p := range params {
+		if name, mod := searchparam.SplitName(p.Name); name == "_lastUpdated" && mod == "" {
+			crit.lastU = append(crit.lastU, p)
+			lastUpdatedBounds(p, &crit.rng)
+			continue
+		}
+		cr, err := searchparam.Compile(rt, p)
+		if err != nil {
+			return nil, badRequest(err.Error())
+		}
+		crit.crit = append(crit.crit, cr)
+	}
+	return crit, nil
+}
+
 func badRequest(msg string) *flavor.Problem {
 	return &flavor.Problem{Kind: flavor.BadRequest, Diagnostics: msg}
 }
@@ -289,19 +307,10 @@ func (t *tenant) serveSearch(c *call) {
 		t.problem(c.w, *prob, nil)
 		return
 	}
-	crit := &criteria{rt: c.rt}
-	for _, p := range params {
-		if name, mod := searchparam.SplitName(p.Name); name == "_lastUpdated" && mod == "" {
-			crit.lastU = append(crit.lastU, p)
-			lastUpdatedBounds(p, &crit.rng)
-			continue
-		}
-		cr, err := searchparam.Compile(c.rt, p)
-		if err != nil {
-			t.problem(c.w, *badRequest(err.Error()), nil)
-			return
-		}
-		crit.crit = append(crit.crit, cr)
+	crit, prob := t.compileCriteria(c.rt, params)
+	if prob != nil {
+		t.problem(c.w, *prob, nil)
+		return
 	}
 	pageSize := t.info.DefaultCount
 	if ctl.CountSet {
@@ -484,7 +493,7 @@ func (t *tenant) serveRead(c *call) {
 		return
 	}
 	if inm := c.r.Header.Get("If-None-Match"); inm != "" {
-		if n, ok := parseETag(inm); ok && n == v.VersionID {
+		if n, ok := parseIfMatch(inm); ok && n == v.Number() {
 			c.w.Header().Set("ETag", v.ETag())
 			c.w.WriteHeader(http.StatusNotModified)
 			return
@@ -499,7 +508,7 @@ func (t *tenant) serveVRead(c *call) {
 		t.problem(c.w, *badRequest("version id must be an integer"), nil)
 		return
 	}
-	v, ok := t.store.GetVersion(c.rt, c.id, n)
+	v, ok := t.store.GetVersion(c.rt, c.id, n-t.store.VersionBase()+1)
 	if !ok {
 		t.problem(c.w, flavor.Problem{Kind: flavor.NotFound, Diagnostics: c.rt + " version not found"}, nil)
 		return
@@ -536,11 +545,12 @@ func (t *tenant) serveHistory(c *call) {
 	_, _ = c.w.Write(b)
 }
 
-// parseETag reads W/"3", "3" or 3.
-func parseETag(s string) (int, bool) {
+// parseIfMatch reads a version ETag, W/"3", "3" or 3 (0 and up: Oracle
+// Health numbers versions from 0).
+func parseIfMatch(s string) (int, bool) {
 	s = strings.TrimSpace(s)
 	s = strings.TrimPrefix(s, "W/")
 	s = strings.Trim(s, `"`)
 	n, err := strconv.Atoi(s)
-	return n, err == nil && n > 0
+	return n, err == nil && n >= 0
 }

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,7 @@ import (
 	"github.com/mediflow/mediflow/internal/sim/fault"
 	"github.com/mediflow/mediflow/internal/sim/flavor"
 	"github.com/mediflow/mediflow/internal/sim/flavor/athenahealth"
+	"github.com/mediflow/mediflow/internal/sim/flavor/eclinicalworks"
 	"github.com/mediflow/mediflow/internal/sim/flavor/epic"
 	"github.com/mediflow/mediflow/internal/sim/flavor/generic"
 	"github.com/mediflow/mediflow/internal/sim/flavor/oraclehealth"
@@ -42,10 +44,11 @@ import (
 // folder under flavor/ and one line here.
 func builtinFlavors() map[string]func() flavor.Flavor {
 	return map[string]func() flavor.Flavor{
-		generic.Name:      generic.New,
-		epic.Name:         epic.New,
-		athenahealth.Name: athenahealth.New,
-		oraclehealth.Name: oraclehealth.New,
+		generic.Name:        generic.New,
+		epic.Name:           epic.New,
+		athenahealth.Name:   athenahealth.New,
+		oraclehealth.Name:   oraclehealth.New,
+		eclinicalworks.Name: eclinicalworks.New,
 	}
 }
 
@@ -136,6 +139,10 @@ type tenant struct {
 	writeMu  sync.Mutex
 	writeRng *rand.Rand // ids of resources created over the API
 
+	// createMu serializes creates over the APIs, so that conditional
+	// create, duplicate rules and the insert are atomic (write.go).
+	createMu sync.Mutex
+
 	changeMu sync.Mutex
 	changer  *changer
 
@@ -201,6 +208,9 @@ func New(cfg Config) (*Sim, error) {
 				V1Only: info.V1Scopes, Logger: log.With("tenant", tc.ID),
 			}),
 		}
+		if info.Writes.ZeroBasedVersions {
+			t.store.SetVersionBase(0)
+		}
 		for _, c := range tc.Clients {
 			if err := t.auth.RegisterClient(c); err != nil {
 				return nil, fmt.Errorf("sim: tenant %q: %w", tc.ID, err)
@@ -242,7 +252,7 @@ func (t *tenant) load() error {
 			if !t.info.Serves(r.Type) {
 				return nil
 			}
-			r.Obj.SetAfter("id", "meta", gen.O("versionId", "1", "lastUpdated", fhir.FormatInstant(r.LastUpdated)))
+			r.Obj.SetAfter("id", "meta", gen.O("versionId", strconv.Itoa(t.store.VersionBase()), "lastUpdated", fhir.FormatInstant(r.LastUpdated)))
 			body, err := r.Obj.Bytes()
 			if err != nil {
 				return fmt.Errorf("%s: %w", r.Type, err)
@@ -446,7 +456,8 @@ func (s *Sim) Get(tenantID, resourceType, id string) ([]byte, bool) {
 }
 
 // Put writes a resource into a tenant directly (not over HTTP, no auth or
-// flavour write rules), assigning a new version; for tests and tools.
+// flavour write rules), assigning a new version; for tests and tools. The
+// version is the number served (meta.versionId).
 func (s *Sim) Put(tenantID string, body []byte) (resourceType, id string, version int, err error) {
 	t, err := s.tenant(tenantID)
 	if err != nil {
@@ -467,7 +478,7 @@ func (s *Sim) Put(tenantID string, body []byte) (resourceType, id string, versio
 	if err != nil {
 		return "", "", 0, fmt.Errorf("sim: put: %w", err)
 	}
-	return h.ResourceType, id, v.VersionID, nil
+	return h.ResourceType, id, v.Number(), nil
 }
 
 func (t *tenant) newID(rt string) string {

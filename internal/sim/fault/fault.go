@@ -1,9 +1,9 @@
 // Package fault is the simulator's fault injection: per-tenant rules that,
 // per endpoint and either at a rate (probability) or on every Nth request,
 // add latency, answer 429/500/503, drop the connection, expire tokens or the
-// search session in the middle of paging, or garble a page of results. Rules
-// are plain data, so they can come from Go, JSON (the admin endpoint) or
-// command-line specs.
+// search session in the middle of paging, garble a page of results, or let
+// a write commit and then never answer it. Rules are plain data, so they can
+// come from Go, JSON (the admin endpoint) or command-line specs.
 package fault
 
 import (
@@ -39,11 +39,17 @@ const (
 	PageExpiry Kind = "page-expiry"
 	// Malformed serves a search page with status 200 and a truncated body.
 	Malformed Kind = "malformed"
+	// TimeoutAfterCommit applies to writes only: the write is stored, then
+	// the answer is held back for Fault.Latency (0: until the client gives
+	// up or the server shuts down, at most 5 minutes) and the connection is
+	// closed without one. The client sees a timeout or a reset although the
+	// write happened.
+	TimeoutAfterCommit Kind = "timeout-after-commit"
 )
 
 // Kinds lists every fault kind.
 func Kinds() []Kind {
-	return []Kind{Latency, TooManyRequests, ServerError, Unavailable, Drop, TokenExpiry, PageExpiry, Malformed}
+	return []Kind{Latency, TooManyRequests, ServerError, Unavailable, Drop, TokenExpiry, PageExpiry, Malformed, TimeoutAfterCommit}
 }
 
 // Endpoint names used besides resource types.
@@ -58,6 +64,17 @@ const (
 	EndpointBulkKickoff = "bulk-kickoff"
 	EndpointBulkStatus  = "bulk-status"
 	EndpointBulkFile    = "bulk-file"
+)
+
+// Write endpoints. A rule's Endpoint "write" (or "write:*") matches every
+// write (FHIR create, update and patch, and the vendor write APIs);
+// "write:{type}" matches writes of one resource type. A plain resource type
+// matches reads, searches and writes of that type; "*" matches everything.
+// The terminal kinds (429, 500, 503, drop) answer before the write is
+// stored, so nothing is written; timeout-after-commit answers (not) after.
+const (
+	EndpointWrite       = "write"
+	EndpointWritePrefix = "write:"
 )
 
 // EndpointSubscriptionNotify names the simulator's outgoing subscription
@@ -94,8 +111,8 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 // Fault is one injection rule.
 type Fault struct {
 	// Endpoint is a resource type, "token", "metadata",
-	// "smart-configuration", "bulk-kickoff", "bulk-status", "bulk-file", or
-	// "*" (or empty) for every endpoint.
+	// "smart-configuration", "bulk-kickoff", "bulk-status", "bulk-file",
+	// "write", "write:{type}", or "*" (or empty) for every endpoint.
 	Endpoint string `json:"endpoint,omitempty"`
 	Kind     Kind   `json:"kind"`
 	// Rate fires the fault with this probability per matching request.
@@ -105,7 +122,9 @@ type Fault struct {
 	Every int `json:"every,omitempty"`
 	// Limit stops the fault after it fired this many times (0: no limit).
 	Limit int `json:"limit,omitempty"`
-	// Latency is the delay of a latency fault.
+	// Latency is the delay of a latency fault, and how long a
+	// timeout-after-commit fault holds the answer back (0: until the
+	// client goes away).
 	Latency Duration `json:"latency,omitempty"`
 	// RetryAfter is sent with 429 and 503 (default 1s; rounded up to seconds).
 	RetryAfter Duration `json:"retryAfter,omitempty"`
@@ -177,6 +196,7 @@ type Request struct {
 	Endpoint string // resource type or one of the Endpoint* names
 	NextPage bool   // a continuation page of a search
 	Search   bool   // a search (first or later page)
+	Write    bool   // a create, update or patch (FHIR or a vendor write API)
 }
 
 // Decision is what the faults decided for one request.
@@ -186,6 +206,9 @@ type Decision struct {
 	ExpireTokens bool
 	ExpirePage   bool
 	Malformed    bool
+	// AfterCommit is a timeout-after-commit fault to apply once the write
+	// is stored (nil: answer normally).
+	AfterCommit *Fault
 }
 
 // Set is one tenant's rules. It is safe for concurrent use.
@@ -226,7 +249,16 @@ func (s *Set) List() []Status {
 }
 
 func (f Fault) applies(r Request) bool {
-	if f.Endpoint != EndpointAll && f.Endpoint != r.Endpoint {
+	switch {
+	case f.Endpoint == EndpointWrite || f.Endpoint == EndpointWritePrefix+"*":
+		if !r.Write {
+			return false
+		}
+	case strings.HasPrefix(f.Endpoint, EndpointWritePrefix):
+		if !r.Write || f.Endpoint[len(EndpointWritePrefix):] != r.Endpoint {
+			return false
+		}
+	case f.Endpoint != EndpointAll && f.Endpoint != r.Endpoint:
 		return false
 	}
 	if f.Endpoint == EndpointAll && r.Endpoint == EndpointSubscriptionNotify {
@@ -237,6 +269,8 @@ func (f Fault) applies(r Request) bool {
 		return r.NextPage
 	case Malformed:
 		return r.Search
+	case TimeoutAfterCommit:
+		return r.Write
 	}
 	return true
 }
@@ -248,7 +282,7 @@ func (s *Set) Decide(r Request) Decision {
 	defer s.mu.Unlock()
 	for i := range s.rules {
 		st := &s.rules[i]
-		if !st.applies(r) || (st.Terminal() && d.Fail != nil) {
+		if !st.applies(r) || (st.Terminal() && d.Fail != nil) || (st.Kind == TimeoutAfterCommit && d.AfterCommit != nil) {
 			continue
 		}
 		if st.Limit > 0 && st.Fired >= st.Limit {
@@ -277,6 +311,9 @@ func (s *Set) Decide(r Request) Decision {
 			d.ExpirePage = true
 		case Malformed:
 			d.Malformed = true
+		case TimeoutAfterCommit:
+			f := st.Fault
+			d.AfterCommit = &f
 		default:
 			f := st.Fault
 			d.Fail = &f

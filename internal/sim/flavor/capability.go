@@ -82,6 +82,9 @@ func BuildCapability(in CapabilityInput) *gen.Obj {
 		if in.History {
 			inter = append(inter, gen.O("code", "history-instance"))
 		}
+		if in.Info.CanPatch(rt) {
+			inter = append(inter, gen.O("code", "patch"))
+		}
 		inter = append(inter, gen.O("code", "read"))
 		inter = append(inter, gen.O("code", "search-type"))
 		if in.Info.CanUpdate(rt) {
@@ -96,7 +99,7 @@ func BuildCapability(in CapabilityInput) *gen.Obj {
 		}
 		r.Set("readHistory", in.History)
 		r.Set("updateCreate", in.Info.UpdateCreate && in.Info.CanUpdate(rt))
-		r.Set("conditionalCreate", false)
+		r.Set("conditionalCreate", in.Info.Writes.ConditionalCreate && in.Info.CanCreate(rt))
 		r.Set("conditionalRead", "not-supported")
 		r.Set("conditionalUpdate", false)
 		r.Set("conditionalDelete", "not-supported")

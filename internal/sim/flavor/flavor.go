@@ -60,10 +60,20 @@ type Info struct {
 	DefaultCount, MaxCount int
 	// Creates and Updates list the types that accept POST and PUT.
 	Creates, Updates []string
+	// Patches lists the types that accept PATCH with a JSON Patch body
+	// (application/json-patch+json).
+	Patches []string
 	// UpdateCreate lets PUT create a resource with a client-chosen id.
 	UpdateCreate bool
 	// StaleStatus is the status for a stale If-Match: 412 (FHIR) or 409.
 	StaleStatus int
+	// Writes is how the vendor's write interactions differ from plain FHIR.
+	Writes Writes
+	// VendorAPI names a proprietary write API the tenant serves beside FHIR
+	// (VendorAPIAthenaV1, VendorAPIECWWriteback; "" for none).
+	VendorAPI string
+	// NoRetryAfter leaves Retry-After off 429 answers (eClinicalWorks).
+	NoRetryAfter bool
 	// TokenTTL is the access-token lifetime.
 	TokenTTL time.Duration
 	// V1Scopes makes the authorization server accept only v1 scope syntax.
@@ -84,6 +94,67 @@ type Info struct {
 	// Subscriptions is how the vendor's topic-based subscriptions differ
 	// from the Subscriptions R5 Backport IG (zero: as the IG says).
 	Subscriptions Subscriptions
+}
+
+// Proprietary write APIs (Info.VendorAPI).
+const (
+	// VendorAPIAthenaV1 is athenahealth's v1 REST API at
+	// {tenant root}/v1/{practiceid}/...: patient registration and
+	// appointment booking (form-encoded requests, JSON answers).
+	VendorAPIAthenaV1 = "athenahealth-v1"
+	// VendorAPIECWWriteback is eClinicalWorks' writeback API at
+	// {tenant root}/writeback/{type}: JSON answers with numeric statuses.
+	VendorAPIECWWriteback = "eclinicalworks-writeback"
+)
+
+// Writes describes a vendor's write behaviour (zero: plain FHIR R4 with
+// conditional create refused).
+type Writes struct {
+	// ConditionalCreate honours If-None-Exist on create: no match creates,
+	// one match answers 200 with the existing resource, several answer 412.
+	// When false a create carrying If-None-Exist is refused (400), because
+	// silently ignoring it would create duplicates the client meant to avoid.
+	ConditionalCreate bool
+	// EmptyBody answers successful creates, updates and patches without a
+	// body (ETag, Location and Last-Modified only), whatever Prefer asks.
+	EmptyBody bool
+	// ZeroBasedVersions numbers a resource's first version 0 (ETag W/"0").
+	ZeroBasedVersions bool
+	// RequireIfMatch refuses an update or patch without If-Match
+	// (PreconditionRequired).
+	RequireIfMatch bool
+	// LocationWithoutHistory makes Location [base]/{type}/{id} instead of
+	// [base]/{type}/{id}/_history/{vid}.
+	LocationWithoutHistory bool
+}
+
+// Write is a write the simulator is about to store, for WriteChecker.
+type Write struct {
+	Tenant string
+	// Op is "create", "update" or "patch".
+	Op           string
+	ResourceType string
+	// New is the resource as it would be stored (without meta on create).
+	// Checkers must not modify it.
+	New *gen.Obj
+	// Old is the current version (update and patch; nil on create).
+	Old *gen.Obj
+	// Patch holds the values of a JSON Patch's operations (patch only).
+	Patch []any
+	// Exists reports whether a resource exists in the tenant.
+	Exists func(resourceType, id string) bool
+	// Get returns the current version of a resource (nil when absent).
+	Get func(resourceType, id string) *gen.Obj
+	// FindByIdentifier returns the ids of resources of a type carrying the
+	// identifier system|value.
+	FindByIdentifier func(resourceType, system, value string) []string
+}
+
+// WriteChecker is an optional Flavor hook: the vendor's business rules on
+// creates, updates and patches, applied after the simulator's own checks of
+// the request and before the write is stored.
+type WriteChecker interface {
+	CheckWrite(w Write) *Problem
 }
 
 // Subscriptions describes a vendor's deviations from the Subscriptions
@@ -254,6 +325,9 @@ func (i Info) CanCreate(resourceType string) bool { return contains(i.Creates, r
 // CanUpdate reports whether PUT is allowed for resourceType.
 func (i Info) CanUpdate(resourceType string) bool { return contains(i.Updates, resourceType) }
 
+// CanPatch reports whether PATCH is allowed for resourceType.
+func (i Info) CanPatch(resourceType string) bool { return contains(i.Patches, resourceType) }
+
 func contains(xs []string, s string) bool {
 	for _, x := range xs {
 		if x == s {
@@ -280,24 +354,26 @@ type Kind int
 
 // Problem kinds.
 const (
-	BadRequest       Kind = iota + 1 // malformed request, unknown or invalid parameter
-	NotFound                         // no such resource or version
-	UnknownType                      // resource type not served
-	MethodNotAllowed                 // interaction not allowed on this type
-	Unauthorized                     // missing, unknown or expired token
-	Forbidden                        // token scopes do not allow the interaction
-	StaleVersion                     // If-Match does not name the current version
-	VersionConflict                  // concurrent-write conflict
-	Unprocessable                    // business rule failed (FHIR 422)
-	NoResults                        // search matched nothing (informational)
-	ParamMissing                     // a required search parameter is missing
-	PageExpired                      // the search session behind a page token expired
-	TooManyResults                   // the search matched more than the vendor returns
-	Throttled                        // rate limited (429)
-	ServerError                      // internal error (500)
-	Unavailable                      // temporarily unavailable (503)
-	NotAcceptable                    // requested format not supported (406)
-	UnsupportedMedia                 // request body format not supported (415)
+	BadRequest           Kind = iota + 1 // malformed request, unknown or invalid parameter
+	NotFound                             // no such resource or version
+	UnknownType                          // resource type not served
+	MethodNotAllowed                     // interaction not allowed on this type
+	Unauthorized                         // missing, unknown or expired token
+	Forbidden                            // token scopes do not allow the interaction
+	StaleVersion                         // If-Match does not name the current version
+	VersionConflict                      // concurrent-write conflict
+	Unprocessable                        // business rule failed (FHIR 422)
+	NoResults                            // search matched nothing (informational)
+	ParamMissing                         // a required search parameter is missing
+	PageExpired                          // the search session behind a page token expired
+	TooManyResults                       // the search matched more than the vendor returns
+	Throttled                            // rate limited (429)
+	ServerError                          // internal error (500)
+	Unavailable                          // temporarily unavailable (503)
+	NotAcceptable                        // requested format not supported (406)
+	UnsupportedMedia                     // request body format not supported (415)
+	PreconditionRequired                 // an update without the If-Match the server requires
+	Duplicate                            // a create would duplicate an existing resource
 )
 
 // Problem is an error (or warning) to report to the client. Diagnostics
@@ -305,6 +381,9 @@ const (
 type Problem struct {
 	Kind        Kind
 	Diagnostics string
+	// Code is a vendor detail code chosen by the flavour's own rules (e.g.
+	// Epic's "59141"); flavours render it in their vocabulary.
+	Code string
 }
 
 // Standard maps a problem to the FHIR-standard status and issue code.
@@ -344,6 +423,10 @@ func Standard(p Problem) (status int, severity, code string) {
 		return http.StatusNotAcceptable, "error", "not-supported"
 	case UnsupportedMedia:
 		return http.StatusUnsupportedMediaType, "error", "not-supported"
+	case PreconditionRequired:
+		return http.StatusPreconditionRequired, "error", "required"
+	case Duplicate:
+		return http.StatusConflict, "error", "duplicate"
 	default:
 		return http.StatusInternalServerError, "fatal", "exception"
 	}

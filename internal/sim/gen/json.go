@@ -240,6 +240,26 @@ func ParseObj(data []byte) (*Obj, error) {
 	return v.(*Obj), nil
 }
 
+// ParseValue parses any JSON value (object, array, string, number, bool,
+// null) the way ParseObj parses objects: *Obj, []any, string, json.Number,
+// bool or nil.
+func ParseValue(data []byte) (any, error) {
+	p := parser{b: data}
+	p.ws()
+	if p.i >= len(p.b) {
+		return nil, fmt.Errorf("gen: parse JSON: empty input")
+	}
+	v, err := p.value(0)
+	if err != nil {
+		return nil, fmt.Errorf("gen: parse JSON: %w", err)
+	}
+	p.ws()
+	if p.i != len(p.b) {
+		return nil, fmt.Errorf("gen: parse JSON: trailing data at offset %d", p.i)
+	}
+	return v, nil
+}
+
 // parser is a small recursive-descent JSON parser producing Obj trees.
 type parser struct {
 	b []byte

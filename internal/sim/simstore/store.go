@@ -45,10 +45,17 @@ type Version struct {
 
 	seq   int64
 	index atomic.Pointer[any]
+	// shift turns VersionID (1, 2, ...) into the number the server shows
+	// (Number): 0 normally, -1 for vendors whose versions start at 0.
+	shift int
 }
 
-// ETag is the weak ETag of this version, W/"<versionId>".
-func (v *Version) ETag() string { return `W/"` + strconv.Itoa(v.VersionID) + `"` }
+// Number is the version number as served (meta.versionId, ETag): VersionID
+// on a store with the default base, VersionID-1 on a zero-based one.
+func (v *Version) Number() int { return v.VersionID + v.shift }
+
+// ETag is the weak ETag of this version, W/"<versionId as served>".
+func (v *Version) ETag() string { return `W/"` + strconv.Itoa(v.Number()) + `"` }
 
 // Index returns a value derived from the body (e.g. search-parameter
 // entries), computing it with compute on first use and caching it.
@@ -91,6 +98,26 @@ type Store struct {
 	seq    int64
 
 	onWrite func(v *Version, created bool) // see SetOnWrite
+
+	shift int // see SetVersionBase
+}
+
+// SetVersionBase sets the number served for a resource's first version:
+// 1 (the default) or 0 (Oracle Health). VersionID stays 1-based inside the
+// store (GetVersion, Precondition.IfMatch, ConflictError); Version.Number,
+// ETag and the meta.versionId written into bodies use the base. Call it
+// before anything is stored.
+func (s *Store) SetVersionBase(base int) {
+	s.mu.Lock()
+	s.shift = base - 1
+	s.mu.Unlock()
+}
+
+// VersionBase is the number served for a first version (1 or 0).
+func (s *Store) VersionBase() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.shift + 1
 }
 
 // SetOnWrite installs fn to be called after every Put and PutObj with the
@@ -133,7 +160,7 @@ func (s *Store) appendLocked(t *table, rec *record, v *Version) {
 }
 
 // Load adds version 1 of a resource whose body already carries its id and
-// meta (versionId "1", lastUpdated). It is the bulk path for generated data:
+// meta (versionId "1" — "0" on a zero-based store —, lastUpdated). It is the bulk path for generated data:
 // the body is stored as given, without parsing.
 func (s *Store) Load(rt, id string, lastUpdated time.Time, body []byte) error {
 	s.mu.Lock()
@@ -142,7 +169,7 @@ func (s *Store) Load(rt, id string, lastUpdated time.Time, body []byte) error {
 	if _, ok := t.byID[id]; ok {
 		return fmt.Errorf("load %s/%s: %w", rt, id, ErrExists)
 	}
-	v := &Version{ResourceType: rt, ID: id, VersionID: 1, LastUpdated: lastUpdated.UTC().Truncate(time.Millisecond), Body: body}
+	v := &Version{ResourceType: rt, ID: id, VersionID: 1, LastUpdated: lastUpdated.UTC().Truncate(time.Millisecond), Body: body, shift: s.shift}
 	rec := &record{versions: []*Version{v}}
 	t.byID[id] = rec
 	t.order = append(t.order, rec)
@@ -207,7 +234,7 @@ func (s *Store) PutObj(rt, id string, obj *gen.Obj, pre Precondition) (*Version,
 	}
 	meta.Delete("versionId")
 	meta.Delete("lastUpdated")
-	nm := gen.O("versionId", strconv.Itoa(vid), "lastUpdated", fhir.FormatInstant(lu))
+	nm := gen.O("versionId", strconv.Itoa(vid+s.shift), "lastUpdated", fhir.FormatInstant(lu))
 	for _, k := range meta.Keys() {
 		v, _ := meta.Get(k)
 		nm.Set(k, v)
@@ -218,7 +245,7 @@ func (s *Store) PutObj(rt, id string, obj *gen.Obj, pre Precondition) (*Version,
 	if err != nil {
 		return nil, false, fmt.Errorf("put %s/%s: %w", rt, id, err)
 	}
-	v := &Version{ResourceType: rt, ID: id, VersionID: vid, LastUpdated: lu, Body: out}
+	v := &Version{ResourceType: rt, ID: id, VersionID: vid, LastUpdated: lu, Body: out, shift: s.shift}
 	created := rec == nil
 	if created {
 		rec = &record{}

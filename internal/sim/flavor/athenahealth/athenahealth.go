@@ -3,7 +3,9 @@
 // (ah-practice=Organization/a-1.Practice-{id}), _lastUpdated takes a date
 // only (a time is refused with 400), paging runs on a cursor parameter, and
 // in strict mode most types are searchable only with patient or _id
-// (Appointment only by _id). The FHIR API is read-only. Event subscriptions
+// (Appointment only by _id). The FHIR API is read-only; writes go through
+// the proprietary v1 API the simulator serves beside it (registering
+// patients, opening and booking appointment slots). Event subscriptions
 // are id-only, signed with X-Hub-Signature, and number their events per
 // notification (see flavor.Subscriptions). Facts come from
 // ../shared/reference/ehr-vendors.md §3 and athenahealth's published
@@ -53,6 +55,10 @@ func New() flavor.Flavor { return Flavor{practice: SandboxPractice} }
 // sim.Config.Flavors.
 func ForPractice(practice string) flavor.Flavor { return Flavor{practice: practice} }
 
+// Practice is the flavour's practice id (digits), the {practiceid} of its
+// v1 API paths.
+func (f Flavor) Practice() string { return f.practice }
+
 // PracticeRef is the ah-practice value naming the flavour's practice.
 func (f Flavor) PracticeRef() string { return "Organization/a-1.Practice-" + f.practice }
 
@@ -80,8 +86,10 @@ func (f Flavor) Info() flavor.Info {
 		// Page sizes: unconfirmed.
 		DefaultCount: 10,
 		MaxCount:     1000,
-		// FHIR is read/search only (writes go through the proprietary v1 API).
+		// FHIR is read/search only (writes go through the proprietary v1 API:
+		// patient registration and appointment booking, see VendorAPI).
 		StaleStatus:        http.StatusPreconditionFailed,
+		VendorAPI:          flavor.VendorAPIAthenaV1,
 		TokenTTL:           time.Hour,
 		StrictSearchParams: strictParams(),
 		Paging:             flavor.Paging{Param: "cursor"},

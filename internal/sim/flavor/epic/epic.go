@@ -2,9 +2,11 @@
 // ({tenant}/api/FHIR/R4, oauth2/token), a CapabilityStatement and
 // smart-configuration shaped like Epic's "May 2026" release, Epic-style ids
 // and identifier/extension quirks on generated resources, Epic's write rules
-// (Appointment, Coverage, Encounter and Practitioner are read/search only;
-// no Schedule or Slot in R4) and its OperationOutcome codes (4101, 4111,
-// 4113, 4127). Facts come from ../shared/reference/ehr-vendors.md §1 and the
+// (creates and updates only for the documented types; Appointment, Coverage,
+// Encounter and Practitioner are read/search only; no conditional create;
+// duplicate creates and unmapped flowsheet rows refused, see CheckWrite; no
+// Schedule or Slot in R4) and its OperationOutcome codes (4101, 4111, 4113,
+// 4127, 59141, 59187, 59188). Facts come from ../shared/reference/ehr-vendors.md §1 and the
 // captured discovery documents; values marked "unconfirmed" are our choice.
 package epic
 
@@ -48,6 +50,10 @@ const (
 	CodeParamMissing   = "4111" // a required search parameter is missing
 	CodeSessionExpired = "4113" // the cached search session expired; re-run the search
 	CodeTooMany        = "4127" // Patient search matched more than 100 patients
+	// Write errors (ehr-vendors.md §1); their HTTP statuses are our choice.
+	CodeDuplicate         = "59141" // the create duplicates an existing resource
+	CodeFlowsheetMissing  = "59187" // a vital-sign Observation names no flowsheet row
+	CodeFlowsheetUnmapped = "59188" // the flowsheet row is not mapped in this install
 )
 
 // LegalSexExtension is Epic's legal-sex extension URL.
@@ -433,6 +439,17 @@ func (Flavor) Outcome(p flavor.Problem) (int, *fhir.OperationOutcome) {
 		status, sev, code, epicCode, text = http.StatusBadRequest, "fatal", "processing", CodeSessionExpired, "The cached search session expired; run the search again."
 	case flavor.TooManyResults:
 		status, sev, code, epicCode, text = http.StatusBadRequest, "fatal", "too-costly", CodeTooMany, "The patient search matched too many patients; narrow the criteria."
+	case flavor.Duplicate:
+		status, sev, code, epicCode, text = http.StatusBadRequest, "error", "duplicate", CodeDuplicate, "A duplicate resource was found; nothing was created."
+	case flavor.Unprocessable:
+		switch p.Code {
+		case CodeFlowsheetMissing:
+			status, sev, code, epicCode, text = http.StatusUnprocessableEntity, "error", "processing", p.Code, "No flowsheet row could be determined for the observation."
+		case CodeFlowsheetUnmapped:
+			status, sev, code, epicCode, text = http.StatusUnprocessableEntity, "error", "processing", p.Code, "The flowsheet row is not mapped for filing."
+		default:
+			return flavor.StandardOutcome(p)
+		}
 	default:
 		return flavor.StandardOutcome(p)
 	}

@@ -1,7 +1,7 @@
 // Package generic is the simulator's vendor-neutral flavour: a plain FHIR R4
 // server with SMART Backend Services, UUID ids, standard HTTP semantics
-// (412 on a stale If-Match, 410 for an expired page) and every resource type
-// the simulator can serve.
+// (412 on a stale If-Match, 410 for an expired page, conditional create with
+// If-None-Exist) and every resource type the simulator can serve.
 package generic
 
 import (
@@ -39,6 +39,7 @@ func (Flavor) Info() flavor.Info {
 		Updates:       []string{"Appointment", "DocumentReference"},
 		UpdateCreate:  false,
 		StaleStatus:   412,
+		Writes:        flavor.Writes{ConditionalCreate: true},
 		TokenTTL:      300 * time.Second,
 		History:       true,
 		// Bulk export at every level, HAPI-style poll URL, concurrent jobs.

@@ -2,8 +2,10 @@
 // flavour: tenant-GUID-style URLs ({tenant}/r4), next links that carry
 // pageContext and direction=NEXT and repeat the last entry of each page at
 // the start of the next (the same id on two pages), numeric ids, v1 scopes
-// only, 409 on a stale If-Match, proprietary codeSet codings beside the
-// standard ones, and in strict mode its search rules: Patient needs _id or
+// only, proprietary codeSet codings beside the standard ones, its writes
+// (201 with an empty body and ETag W/"0", If-Match required and 409 when
+// stale, JSON Patch, 422 business rules: see CheckWrite), and in strict
+// mode its search rules: Patient needs _id or
 // demographics and is refused above 1000 matches (422), Appointment needs
 // a date with a patient, practitioner or location, Coverage and the
 // clinical types need a patient. Facts come from
@@ -54,11 +56,20 @@ func (Flavor) Info() flavor.Info {
 		ResourceTypes: flavor.AllTypes(),
 		// Documented per type (Patient 20, Observation 50 max 200,
 		// DocumentReference 10 max 100); one pair for all types here.
-		DefaultCount:       20,
-		MaxCount:           200,
-		Creates:            []string{"Appointment", "Condition", "Coverage", "DocumentReference", "Encounter", "Observation", "Patient", "Practitioner"},
-		Updates:            []string{"AllergyIntolerance", "Condition", "DocumentReference", "Observation"},
-		StaleStatus:        http.StatusConflict,
+		DefaultCount: 20,
+		MaxCount:     200,
+		// Writes as Oracle Health's published CapabilityStatement declares
+		// them for the types the simulator serves.
+		Creates: []string{"AllergyIntolerance", "Appointment", "Condition", "Coverage", "DocumentReference", "Encounter",
+			"MedicationRequest", "Observation", "Organization", "Patient", "Practitioner"},
+		Updates:     []string{"AllergyIntolerance", "Condition", "DocumentReference", "Observation"},
+		Patches:     []string{"Appointment", "Coverage", "Encounter", "MedicationRequest", "Patient", "Slot"},
+		StaleStatus: http.StatusConflict,
+		// 201/200 without a body, ETag W/"0" for a new resource, If-Match
+		// required on update and patch (412 without it), Location without
+		// _history (unconfirmed), no conditional create (not documented:
+		// If-None-Exist is refused with 400).
+		Writes:             flavor.Writes{EmptyBody: true, ZeroBasedVersions: true, RequireIfMatch: true, LocationWithoutHistory: true},
 		TokenTTL:           570 * time.Second,
 		V1Scopes:           true,
 		StrictSearchParams: strictParams(),
@@ -178,13 +189,15 @@ func (Flavor) SmartConfiguration(e flavor.Endpoint) ([]byte, error) {
 	return out, nil
 }
 
-// Outcome renders Oracle Health's statuses: 409 for a stale version, 422
-// for business rules and for more than 1000 matches; the standard
-// rendering otherwise.
+// Outcome renders Oracle Health's statuses: 409 for a stale version, 412
+// for an update without If-Match, 422 for business rules and for more than
+// 1000 matches; the standard rendering otherwise.
 func (Flavor) Outcome(p flavor.Problem) (int, *fhir.OperationOutcome) {
 	switch p.Kind {
 	case flavor.StaleVersion:
 		return http.StatusConflict, fhir.NewOutcome("error", "conflict", p.Diagnostics)
+	case flavor.PreconditionRequired:
+		return http.StatusPreconditionFailed, fhir.NewOutcome("error", "required", p.Diagnostics)
 	case flavor.Unprocessable:
 		return http.StatusUnprocessableEntity, fhir.NewOutcome("error", "business-rule", p.Diagnostics)
 	case flavor.TooManyResults:
