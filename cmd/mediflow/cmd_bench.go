@@ -65,10 +65,27 @@ Measures mediflow on this machine over loopback.
         plus reading MSH-9, MSH-10, PID-3, PID-5, OBX-3 and OBX-5, and the
         ratio between the two parsers.
 
+  realtime
+        Starts the simulator (generic flavour; default --resources 20000, in
+        a child process unless --sim-process=false) and an engine on a fresh
+        SQLite store in --dir with store.secret_key set, keeping the
+        demographics, scheduling and billing classes in real time through
+        FHIR Subscriptions to the appointment, patient and encounter change
+        topics (--payload full-resource or id-only), mapped as in
+        production. Once the start-up polls are done an app registers a
+        webhook through the API; its receiver on loopback verifies every
+        signature. The simulator then makes --rate events/s (changes of the
+        subscribed types; default 200) for --warmup (default 5s, not
+        counted) and --duration (default 30s). Prints the latency from each
+        change's meta.lastUpdated at the simulator to its webhook's arrival
+        (p50/p95/p99/max), events/s achieved, events lost (never delivered),
+        the CPU of the engine's and the simulator's processes, and the load
+        average.
+
 The load generator shares the CPUs with the server it measures; see
 docs/benchmarks.md for method and numbers.
 
-Flags may come before or after the word sync, bulk, api, hl7-ingest or hl7-parse.
+Flags may come before or after the word sync, bulk, api, hl7-ingest, hl7-parse or realtime.
 
 Examples:
   mediflow bench sync
@@ -77,6 +94,7 @@ Examples:
   mediflow bench api --concurrency 16 --duration 20s
   mediflow bench hl7-ingest --concurrency 8 --messages 100000 --rate 1000
   mediflow bench hl7-parse --messages 200000
+  mediflow bench realtime --rate 200 --duration 30s --payload id-only
   mediflow bench sync --cpuprofile sync.pprof && go tool pprof -top sync.pprof`
 
 // benchOptions are the flags of `mediflow bench`.
@@ -98,6 +116,8 @@ type benchOptions struct {
 	workers     int
 	batch       int
 	mapping     bool
+	payload     string
+	set         map[string]bool // flags given on the command line
 }
 
 func (o *benchOptions) define(fs *flag.FlagSet) {
@@ -106,32 +126,33 @@ func (o *benchOptions) define(fs *flag.FlagSet) {
 	fs.StringVar(&o.dir, "dir", "", "`folder` for the store, key and config (default: a temporary folder, removed afterwards)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for the synthetic data")
 	fs.IntVar(&o.concurrency, "concurrency", 8, "api: concurrent keep-alive clients")
-	fs.DurationVar(&o.duration, "duration", 10*time.Second, "api: how long each search is measured")
-	fs.DurationVar(&o.warmup, "warmup", time.Second, "api: load sent before each measurement, not counted")
+	fs.DurationVar(&o.duration, "duration", 10*time.Second, "api: how long each search is measured; realtime: the measured period (default 30s)")
+	fs.DurationVar(&o.warmup, "warmup", time.Second, "api: load sent before each measurement, not counted; realtime: events made before the measured period (default 5s)")
 	fs.BoolVar(&o.peer, "peer", true, "api, hl7-parse: also measure the Medplum peer (FHIR server, HL7 parser) when it is installed in peers/")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part to `file`")
 	fs.StringVar(&o.logLevel, "log-level", "error", "engine log level (logs go to stderr)")
 	fs.IntVar(&o.messages, "messages", 100000, "hl7-ingest: messages sent in the throughput phase; hl7-parse: messages parsed per measured loop")
-	fs.IntVar(&o.rate, "rate", 1000, "hl7-ingest: messages/s of the latency phase (it lasts --duration; 0 skips it)")
+	fs.IntVar(&o.rate, "rate", 1000, "hl7-ingest: messages/s of the latency phase (it lasts --duration; 0 skips it); realtime: events/s (default 200)")
 	fs.BoolVar(&o.process, "process", false, "hl7-ingest: convert the messages to FHIR while they arrive")
-	fs.BoolVar(&o.simProcess, "sim-process", true, "sync, bulk: run the simulator in a child process, so peak RSS is the engine's alone (false: in this process)")
+	fs.BoolVar(&o.simProcess, "sim-process", true, "sync, bulk, realtime: run the simulator in a child process, so the engine's peak RSS and CPU are its own (false: in this process)")
 	fs.IntVar(&o.workers, "workers", bench.DefaultBulkWorkers, "bulk: files downloaded and ingested at once")
 	fs.IntVar(&o.batch, "batch", bench.DefaultBulkBatch, "bulk: resources per batch (one raw payload and one store transaction)")
 	fs.BoolVar(&o.mapping, "mapping", true, "bulk: map the resources with the production mapper (false: store them as received)")
+	fs.StringVar(&o.payload, "payload", bench.PayloadFullResource, "realtime: the subscriptions' payload, full-resource or id-only (the engine then reads each notified resource)")
 }
 
 func benchCmd() *command {
 	return &command{
 		name:    "bench",
-		summary: "measure sync and bulk ingest throughput and API search speed against the built-in simulator",
-		usage:   "sync | bulk | api | hl7-ingest | hl7-parse",
+		summary: "measure sync and bulk ingest throughput, API search speed and change-to-webhook latency against the built-in simulator",
+		usage:   "sync | bulk | api | hl7-ingest | hl7-parse | realtime",
 		long:    benchLong,
 		flags: func(fs *flag.FlagSet) func(context.Context, *cliEnv, []string) error {
 			o := &benchOptions{}
 			o.define(fs)
 			return func(ctx context.Context, env *cliEnv, args []string) error {
 				if len(args) == 0 {
-					return usagef("say what to measure: sync, bulk, api, hl7-ingest or hl7-parse")
+					return usagef("say what to measure: sync, bulk, api, hl7-ingest, hl7-parse or realtime")
 				}
 				mode := args[0]
 				if mode == "sim-source" { // internal: the simulator process of bench sync, not in the help
@@ -143,8 +164,10 @@ func benchCmd() *command {
 				if fs.NArg() > 0 {
 					return usagef("unexpected arguments %q", fs.Args())
 				}
-				if mode != "sync" && mode != "bulk" && mode != "api" && mode != "hl7-ingest" && mode != "hl7-parse" {
-					return usagef("unknown benchmark %q (want sync, bulk, api, hl7-ingest or hl7-parse)", mode)
+				o.set = map[string]bool{}
+				fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
+				if mode != "sync" && mode != "bulk" && mode != "api" && mode != "hl7-ingest" && mode != "hl7-parse" && mode != "realtime" {
+					return usagef("unknown benchmark %q (want sync, bulk, api, hl7-ingest, hl7-parse or realtime)", mode)
 				}
 				return o.run(ctx, env, mode)
 			}
@@ -160,6 +183,9 @@ func (o *benchOptions) run(ctx context.Context, env *cliEnv, mode string) error 
 		}
 		if mode == "bulk" {
 			o.resources = 1000000
+		}
+		if mode == "realtime" {
+			o.resources = bench.DefaultRealtimeResources
 		}
 	}
 	if o.resources < 0 || o.pageSize < 1 || o.pageSize > 1000 || o.concurrency < 1 || o.duration <= 0 {
@@ -227,6 +253,30 @@ func (o *benchOptions) run(ctx context.Context, env *cliEnv, mode string) error 
 		res.Print(out)
 	case "api":
 		res, err := bench.RunAPI(ctx, bench.APIOptions{Setup: setup, Concurrency: o.concurrency, Duration: o.duration, Warmup: o.warmup, Medplum: o.peer})
+		if err != nil {
+			return err
+		}
+		res.Print(out)
+	case "realtime":
+		ro := bench.RealtimeOptions{Setup: setup, Rate: float64(o.rate), Duration: o.duration, Warmup: o.warmup, Payload: o.payload}
+		if !o.set["rate"] {
+			ro.Rate = bench.DefaultRealtimeRate
+		}
+		if !o.set["duration"] {
+			ro.Duration = bench.DefaultRealtimeDuration
+		}
+		if !o.set["warmup"] {
+			ro.Warmup = bench.DefaultRealtimeWarmup
+		}
+		if ro.Rate <= 0 || ro.Warmup < 0 || (o.payload != bench.PayloadFullResource && o.payload != bench.PayloadIDOnly) {
+			return usagef("--rate must be positive, --warmup not negative and --payload full-resource or id-only")
+		}
+		if o.simProcess {
+			if ro.SimCommand, err = simSourceCommand(); err != nil {
+				return err
+			}
+		}
+		res, err := bench.RunRealtime(ctx, ro)
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,11 @@ package bench
 //   - the child generates the data, serves it on 127.0.0.1:0 and writes one
 //     JSON line (simSourceReady) on standard output;
 //   - when its standard input closes, the child writes a second JSON line
-//     (simSourceDone: its peak RSS) and exits.
+//     (simSourceDone: its peak RSS) and exits;
+//   - with --realtime (bench realtime) the client may also manage
+//     Subscriptions, and until its standard input closes the child answers
+//     one JSON command per line (rtCommand: list the subscriptions, make
+//     changes at a rate) with one JSON line (rtReply); see realtime.go.
 //
 // A child whose parent dies sees its standard input close and exits too.
 
@@ -61,6 +65,7 @@ func SimSourceMain(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	resources := fs.Int("resources", 0, "at least this many resources")
 	seed := fs.Uint64("seed", 1, "seed for the synthetic data")
 	jwksFile := fs.String("jwks", "", "`file` with the public JWKS of the client mediflow-bench")
+	realtime := fs.Bool("realtime", false, "allow the client to manage Subscriptions and answer the real-time benchmark's commands on stdin")
 	if err := fs.Parse(args); err != nil {
 		return fmt.Errorf("bench sim-source: %w", err)
 	}
@@ -84,11 +89,28 @@ func SimSourceMain(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		return err
 	}
 	defer src.stop()
+	if *realtime {
+		defer src.sim.StopSubscriptions()
+		if err := registerRealtimeClient(src.sim, jwks); err != nil {
+			return err
+		}
+	}
 	enc := json.NewEncoder(stdout)
 	ready := simSourceReady{BaseURL: src.sim.BaseURL(Practice), Resources: src.resources, Patients: src.patients,
 		Counts: src.sim.Counts(Practice), GenerateNanos: int64(src.generateTime)}
 	if err := enc.Encode(ready); err != nil {
 		return fmt.Errorf("bench sim-source: %w", err)
+	}
+
+	if *realtime {
+		// Commands (realtime.go) until stdin ends.
+		if err := serveRealtimeCommands(ctx, src.sim, stdin, enc); err != nil {
+			return err
+		}
+		if err := enc.Encode(simSourceDone{PeakRSS: PeakRSS()}); err != nil {
+			return fmt.Errorf("bench sim-source: %w", err)
+		}
+		return nil
 	}
 
 	// The reader ends when stdin does; on ctx's end, closing stdin (when it
