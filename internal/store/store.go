@@ -32,6 +32,7 @@ type Store interface {
 	StateStore
 	MessageStore
 	DeliveryStore
+	IntentStore
 }
 
 // RawPayload is one inbound payload exactly as received, stored before it is

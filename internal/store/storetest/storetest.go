@@ -82,6 +82,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		})
 	}
 	runDelivery(t, open)
+	runIntent(t, open)
 }
 
 func ctx(t *testing.T) context.Context { return t.Context() }
