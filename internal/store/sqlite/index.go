@@ -18,6 +18,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/mediflow/mediflow/internal/fhir/searchparam"
 )
@@ -177,7 +178,16 @@ func IndexDir(dbPath string) string { return dbPath + ".index" }
 type indexOptions struct {
 	CacheMB    int
 	MemTableMB int
+	FS         vfs.FS // nil: the operating system's (tests pass a crashable one)
 }
+
+// L0 thresholds of the index, counted in L0 sublevels (one per flushed
+// memtable when keys are random; see openIndex): with the default 8 MiB
+// memtables, about 192 MiB of L0 data go into one L0 compaction.
+const (
+	l0CompactionThreshold = 24
+	l0StopWritesThreshold = 64
+)
 
 // pebbleLog passes Pebble's messages to the store's logger. Only the format
 // strings are logged: arguments may include keys, which hold search values.
@@ -205,16 +215,35 @@ func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
 		MemTableStopWritesThreshold: 2,
 		Logger:                      pebbleLog{log},
 		FormatMajorVersion:          pebble.FormatNewest,
-		// SQLite is the source of truth and the watermark travels in the
-		// same batch as the data, so the index needs no write-ahead log of
-		// its own: what a crash loses from the memtables is caught up from
-		// resource_versions on the next open (see catchUp). Close flushes.
+		FS:                          o.FS,
+		// No write-ahead log, and every batch commits with NoSync: the
+		// index is derived data and never needs durability of its own.
+		// Why that is safe:
+		//   - SQLite commits a batch before the index sees it, so whatever
+		//     the index loses is still in resource_versions.
+		//   - Each index batch carries the watermark (the last seq it
+		//     covers) in the same atomic Pebble batch as its entries, and a
+		//     batch is never split across memtables. Without a WAL, what
+		//     survives a crash is exactly the memtables flushed before it,
+		//     and memtables flush in commit order: the index on disk is the
+		//     state after some earlier batch, watermark included. The
+		//     watermark therefore never claims more than was applied.
+		//   - Open (syncIndex) checks that the watermark's version exists in
+		//     this database and re-applies every version after it from
+		//     resource_versions (catchUp). Close flushes, so a clean shutdown
+		//     re-applies nothing. TestIndexLostTailReappliedOnOpen crashes a
+		//     store with unflushed batches and checks this.
 		DisableWAL: true,
-		// Compact L0 in larger steps than the default (4): bulk loads (a
-		// first sync) rewrite less, at the price of a few more files for a
-		// lookup to consult (their bloom filters make that cheap).
-		L0CompactionThreshold: 8,
-		L0StopWritesThreshold: 24,
+		// Fewer, larger L0 compactions. A bulk load writes random keys (ids,
+		// search values), so every flushed memtable overlaps all of the base
+		// level, and each L0 compaction rewrites the part of the base level
+		// it overlaps, whatever the amount of L0 data it carries. Waiting for
+		// more sublevels (Pebble's default is 4) carries more L0 data per
+		// rewrite, so small memtables (bounded memory) do not mean more
+		// rewriting. The price is more L0 files for a lookup to consult;
+		// their bloom filters make a miss cheap.
+		L0CompactionThreshold: l0CompactionThreshold,
+		L0StopWritesThreshold: l0StopWritesThreshold,
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // cheap misses for new ids

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/mediflow/mediflow/internal/fhir/searchparam"
 	"github.com/mediflow/mediflow/internal/store"
@@ -780,4 +781,100 @@ func BenchmarkStoreFootprint(b *testing.B) {
 	b.ReportMetric(open.Seconds()*1000, "open-ms")
 	b.ReportMetric(rss/1024, "rss-MiB")
 	b.ReportMetric(float64(m.HeapAlloc)/(1<<20), "heap-MiB")
+}
+
+// TestIndexLostTailReappliedOnOpen: the index has no write-ahead log and
+// commits without fsync, so a crash loses the batches still in its
+// memtables. What survives is the index as of an earlier batch, watermark
+// included; the next Open re-applies the rest from resource_versions.
+func TestIndexLostTailReappliedOnOpen(t *testing.T) {
+	for _, unsynced := range []int{0, 50} {
+		t.Run(fmt.Sprintf("unsynced-%d%%", unsynced), func(t *testing.T) {
+			ctx := context.Background()
+			path := filepath.Join(t.TempDir(), "m.db")
+			mem := vfs.NewCrashableMem()
+			s, err := Open(ctx, path, Options{indexFS: mem})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() { s.Close() }()
+			// Durable part: written, indexed and flushed.
+			if _, err := s.WriteResources(ctx, "p1", crashPatients(0, 10)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.waitIndexed(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.idx.db.Flush(); err != nil {
+				t.Fatal(err)
+			}
+			flushed := s.idx.watermark.Load()
+			// Tail: new resources, an update and a deletion, indexed only in
+			// the memtable.
+			if _, err := s.WriteResources(ctx, "p1", crashPatients(10, 20)); err != nil {
+				t.Fatal(err)
+			}
+			upd := crashPatients(4, 5)
+			upd[0].Body = []byte(`{"resourceType":"Patient","id":"c004","meta":{"lastUpdated":"2025-02-01T00:00:00Z"},"name":[{"family":"Moved"}]}`)
+			del := store.ResourceWrite{ResourceType: "Patient", ID: "c007", Deleted: true}
+			if _, err := s.WriteResources(ctx, "p1", append(upd, del)); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.waitIndexed(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if s.idx.watermark.Load() != s.nextSeq || s.nextSeq <= flushed {
+				t.Fatalf("watermark %d, next seq %d, flushed %d", s.idx.watermark.Load(), s.nextSeq, flushed)
+			}
+			wantSeq := s.nextSeq
+			// The crash: the index keeps only what reached its files.
+			crashed := mem.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: unsynced, RNG: rand.New(rand.NewPCG(1, uint64(unsynced)))})
+			if err := s.Close(); err != nil {
+				t.Fatal(err)
+			}
+			db, err := pebble.Open(IndexDir(path), &pebble.Options{FS: crashed, FormatMajorVersion: pebble.FormatNewest, Logger: pebbleLog{s.log}, DisableWAL: true})
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, closer, err := db.Get([]byte{tagMeta, metaWatermark})
+			if err != nil {
+				t.Fatal(err)
+			}
+			lost, ok := decodeTip(raw)
+			closer.Close()
+			if err := db.Close(); err != nil {
+				t.Fatal(err)
+			}
+			if !ok || lost.seq != flushed {
+				t.Fatalf("crashed index has watermark %d, want the flushed %d (the tail must be lost for this test)", lost.seq, flushed)
+			}
+
+			s, err = Open(ctx, path, Options{indexFS: crashed})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.idx.watermark.Load() != wantSeq {
+				t.Errorf("watermark %d after open, want %d", s.idx.watermark.Load(), wantSeq)
+			}
+			want := slices.DeleteFunc(idRange(0, 20), func(id string) bool { return id == "c004" || id == "c007" })
+			if got := indexedIDs(t, s); !slices.Equal(got, want) {
+				t.Errorf("family=crash after reopen: %v, want %v", got, want)
+			}
+			ids, _ := pageAll(t, s, "Patient", []store.SearchParam{{Name: "family", Values: []string{"moved"}}}, 10)
+			if !slices.Equal(ids, []string{"c004"}) {
+				t.Errorf("family=moved after reopen: %v", ids)
+			}
+			if n, err := s.CountResources(ctx, "p1"); err != nil || n["Patient"] != 19 {
+				t.Errorf("CountResources after reopen: %v %v", n, err)
+			}
+			res, err := s.WriteResources(ctx, "p1", append(crashPatients(15, 16), upd[0]))
+			if err != nil || res[0].Outcome != store.Unchanged || res[1].Outcome != store.Unchanged || res[1].Version != 2 {
+				t.Errorf("re-writes after reopen: %+v %v", res, err)
+			}
+			res, err = s.WriteResources(ctx, "p1", crashPatients(7, 8))
+			if err != nil || res[0].Outcome != store.Updated || res[0].Version != 3 {
+				t.Errorf("re-create of the deleted resource after reopen: %+v %v", res, err)
+			}
+		})
+	}
 }

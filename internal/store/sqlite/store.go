@@ -22,7 +22,7 @@
 //     database or an older format. An LSM tree turns the index's random
 //     keys into sequential writes; batches are applied in key order.
 //   - Memory is bounded, whatever the store holds: Pebble's block cache and
-//     memtables (Options.IndexCacheMB, IndexMemTableMB: 64 MiB by default),
+//     memtables (Options.IndexCacheMB, IndexMemTableMB: 32 MiB by default),
 //     the version cache (BodyCacheMB), SQLite's page caches (CacheMB per
 //     connection), a plan cache of at most 1,024 searches, and per
 //     collection (practice and type) and parameter name a few counters. No
@@ -63,6 +63,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+
 	"github.com/mediflow/mediflow/internal/store"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
@@ -77,7 +79,9 @@ type Options struct {
 	Logger *slog.Logger
 	// ReadConns is the size of the read connection pool; 0: 4.
 	ReadConns int
-	// CacheMB is SQLite's page cache per connection in MiB; 0: 16.
+	// CacheMB is SQLite's page cache per connection in MiB; 0: 8. Writes
+	// append, so the writer needs few pages; bodies read often are kept by
+	// the version cache (BodyCacheMB).
 	CacheMB int
 	// Now is the clock used for StoredAt and UpdatedAt; nil: time.Now.
 	Now func() time.Time
@@ -86,11 +90,21 @@ type Options struct {
 	// 0: 64, negative: no cache. Versions are immutable, so the cache never
 	// serves stale data; it only saves SQLite reads of hot resources.
 	BodyCacheMB int
-	// IndexCacheMB is the search index's block cache (Pebble), in MiB; 0: 32.
+	// IndexCacheMB is the search index's block cache (Pebble), in MiB; 0: 16.
 	IndexCacheMB int
 	// IndexMemTableMB is the size of one of the search index's memtables
-	// (Pebble; at most two exist at once), in MiB; 0: 16.
+	// (Pebble; at most two exist at once), in MiB; 0: 8.
+	//
+	// The defaults were chosen for the memory target of a 1,000,000-resource
+	// bulk export (docs/benchmarks.md, "Bulk ingest"): the store's caches
+	// and memtables take at most 8 + 16 + 16 MiB while it writes. Larger
+	// memtables save compaction work at 2 MiB of RSS per MiB; a larger block
+	// cache helps searches on large stores.
 	IndexMemTableMB int
+
+	// indexFS replaces the file system of the search index (tests only:
+	// a crashable in-memory one simulates losing what was not flushed).
+	indexFS vfs.FS
 }
 
 // Store is the SQLite implementation of store.Store.
@@ -155,16 +169,16 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		opts.ReadConns = 4
 	}
 	if opts.CacheMB <= 0 {
-		opts.CacheMB = 16
+		opts.CacheMB = 8
 	}
 	if opts.BodyCacheMB == 0 {
 		opts.BodyCacheMB = 64
 	}
 	if opts.IndexCacheMB <= 0 {
-		opts.IndexCacheMB = 32
+		opts.IndexCacheMB = 16
 	}
 	if opts.IndexMemTableMB <= 0 {
-		opts.IndexMemTableMB = 16
+		opts.IndexMemTableMB = 8
 	}
 	pragmas := fmt.Sprintf("_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(NORMAL)"+
 		"&_pragma=foreign_keys(1)&_pragma=temp_store(MEMORY)&_pragma=cache_size(-%d)", opts.CacheMB*1024)
@@ -230,7 +244,7 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: read sequence: %w", err)
 	}
 	s.nextSeq = maxSeq.Int64
-	if s.idx, err = openIndex(IndexDir(path), indexOptions{CacheMB: opts.IndexCacheMB, MemTableMB: opts.IndexMemTableMB}, s.log); err != nil {
+	if s.idx, err = openIndex(IndexDir(path), indexOptions{CacheMB: opts.IndexCacheMB, MemTableMB: opts.IndexMemTableMB, FS: opts.indexFS}, s.log); err != nil {
 		s.Close()
 		return nil, err
 	}
