@@ -52,6 +52,7 @@ func commands() []*command {
 		fhirpathCmd(),
 		mappingCmd(),
 		bulkCmd(),
+		writebackCmd(),
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

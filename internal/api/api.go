@@ -16,6 +16,9 @@
 //	GET|PATCH /v1/practices/{practice}/webhooks/{id}     read (with delivery counts) / change url, types, active
 //	POST /v1/practices/{practice}/webhooks/{id}/rotate-secret
 //	GET  /v1/practices/{practice}/webhooks/dead-letters  and POST …/dead-letters/{id}/replay (docs/delivery.md)
+//	POST|GET /v1/practices/{practice}/intents            submit a write (Idempotency-Key) / list the app's intents (docs/writeback.md)
+//	GET  /v1/practices/{practice}/intents/{id}           status and history; POST …/intents/{id}/replay
+//	GET  /v1/practices/{practice}/rejections             the app's rejected writes, with the message for staff
 //	GET  /healthz  /readyz                               probes (no key)
 //	GET  /  /v1/status  /metrics  /static/…              status page, its JSON, Prometheus (loopback only by default)
 //
@@ -85,6 +88,10 @@ type Config struct {
 	// docs/delivery.md); nil: those endpoints answer 501. Pass a nil
 	// interface, not a nil *delivery.Dispatcher.
 	Webhooks Webhooks
+	// Intents is the write-back outbox (/v1/practices/{practice}/intents…,
+	// /rejections; docs/writeback.md); nil: those endpoints answer 501.
+	// Pass a nil interface, not a nil pointer.
+	Intents Intents
 }
 
 // StatusFunc returns the engine's current status. It must be PHI-free.
@@ -119,6 +126,7 @@ type server struct {
 	auditor      *auditBatcher
 	freshness    func(practice string) []freshness.Stat
 	webhooks     Webhooks // nil: webhooks not configured
+	intents      Intents  // nil: write-back not configured
 }
 
 // New validates cfg and returns the API handler with its middleware (request
@@ -140,6 +148,7 @@ func New(cfg Config) (http.Handler, error) {
 		types:        map[string]bool{},
 		freshness:    cfg.Freshness,
 		webhooks:     cfg.Webhooks,
+		intents:      cfg.Intents,
 	}
 	s.auditor = newAuditBatcher(func(ctx context.Context, evs []store.AuditEvent) error { return s.st.Audit(ctx, evs...) })
 	if s.log == nil {
@@ -272,6 +281,11 @@ func routes() []route {
 		{pattern: "POST /v1/practices/{practice}/webhooks/{id}/rotate-secret", access: tenant, action: "webhook-rotate-secret", auditSuccess: true, handle: (*server).rotateSecret},
 		{pattern: "GET /v1/practices/{practice}/webhooks/dead-letters", access: tenant, action: "dead-letter-list", auditSuccess: true, handle: (*server).deadLetters},
 		{pattern: "POST /v1/practices/{practice}/webhooks/dead-letters/{id}/replay", access: tenant, action: "dead-letter-replay", auditSuccess: true, handle: (*server).replayDeadLetter},
+		{pattern: "POST /v1/practices/{practice}/intents", access: tenant, action: "intent-submit", auditSuccess: true, handle: (*server).submitIntent},
+		{pattern: "GET /v1/practices/{practice}/intents", access: tenant, action: "intent-list", auditSuccess: true, handle: (*server).listIntents},
+		{pattern: "GET /v1/practices/{practice}/intents/{id}", access: tenant, action: "intent-read", auditSuccess: true, handle: (*server).getIntent},
+		{pattern: "POST /v1/practices/{practice}/intents/{id}/replay", access: tenant, action: "intent-replay", auditSuccess: true, handle: (*server).replayIntent},
+		{pattern: "GET /v1/practices/{practice}/rejections", access: tenant, action: "rejection-list", auditSuccess: true, handle: (*server).listRejections},
 
 		{pattern: "GET /fhir/{practice}/metadata", access: tenant, action: "capabilities", handle: (*server).metadata},
 		{pattern: "GET /fhir/{practice}/{type}", access: tenant, action: "search", auditSuccess: true, handle: (*server).search},

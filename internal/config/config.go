@@ -63,6 +63,15 @@ type Practice struct {
 	Connections  []Connection
 	HL7Listeners []HL7Listener
 	Mapping      Mapping
+	Writeback    Writeback
+}
+
+// Writeback is whether apps may write to the practice's EHR through the
+// write-back outbox (see docs/writeback.md).
+type Writeback struct {
+	// Enabled: intents are accepted for the practice and written through
+	// its first connection.
+	Enabled bool
 }
 
 // Mapping is how a practice's data is mapped to the canonical model.

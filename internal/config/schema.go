@@ -197,7 +197,7 @@ var authObject = &object{
 			doc: "Token endpoint. When empty it is discovered from `.well-known/smart-configuration` (or the CapabilityStatement).",
 			at:  ref(func(a *Auth) any { return &a.TokenURL })},
 		{key: "scopes", noun: "scope", kind: kindStringList, when: &cond{"type", AuthSMARTBackend}, pattern: scopePattern, patternDoc: scopeDoc,
-			defDoc: "read scopes for the sync classes' resource types, in the vendor's scope syntax",
+			defDoc: "read scopes for the sync classes' resource types, in the vendor's scope syntax, and with write-back on (first connection) `crus` scopes for the types it writes",
 			doc:    "Scopes to request, v1 (`system/Patient.read`) or v2 (`system/Patient.rs`) syntax.",
 			at:     ref(func(a *Auth) any { return &a.Scopes })},
 	},
@@ -434,6 +434,22 @@ var mappingObject = &object{
 	},
 }
 
+var writebackObject = &object{
+	name: "writeback",
+	path: "practices[].writeback",
+	doc: "Write-back: apps submit intents (a note, a booking, a problem) through the API and mediflow writes them to the practice's EHR " +
+		"exactly once, through the practice's first connection, as its vendor's write contract allows (see [docs/writeback.md](writeback.md)).",
+	notes: []string{
+		"Write-back needs a connection: a practice with `enabled: true` and no `connections` is refused.",
+		"With write-back on and no `auth.scopes` given, the first connection's default scopes add `system/<Type>.crus` for every resource type the vendor's write contract writes; with `auth.scopes` given, include them yourself.",
+	},
+	fields: []*field{
+		{key: "enabled", kind: kindBool, def: "false",
+			doc: "Accept write intents for the practice and write them to its EHR. With `false` the intent endpoints answer 501 for it.",
+			at:  ref(func(w *Writeback) any { return &w.Enabled })},
+	},
+}
+
 var practiceObject = &object{
 	name:  "practice",
 	path:  "practices[]",
@@ -455,6 +471,9 @@ var practiceObject = &object{
 		{key: "mapping", kind: kindObject, obj: mappingObject,
 			doc: "Data mapping to the canonical model; see below.",
 			at:  ref(func(p *Practice) any { return &p.Mapping })},
+		{key: "writeback", kind: kindObject, obj: writebackObject,
+			doc: "Writing to the practice's EHR; see below.",
+			at:  ref(func(p *Practice) any { return &p.Writeback })},
 	},
 }
 
@@ -503,5 +522,5 @@ var rootObject = &object{
 // objects lists every object in the order the reference documents them.
 func objects() []*object {
 	return []*object{rootObject, serverObject, storeObject, logObject, practiceObject,
-		connectionObject, authObject, syncObject, waiverObject, subscriptionObject, hl7ListenerObject, hl7TLSObject, mappingObject, appObject}
+		connectionObject, authObject, syncObject, waiverObject, subscriptionObject, hl7ListenerObject, hl7TLSObject, mappingObject, writebackObject, appObject}
 }

@@ -71,6 +71,10 @@ func (p *parser) validate(c *Config) {
 			p.validateHL7Listener(&pr.HL7Listeners[j], lp, listenAddrs)
 		}
 		p.validateMapping(pr.Mapping, pp+".mapping")
+		if pr.Writeback.Enabled && len(pr.Connections) == 0 && !p.bad[pp+".connections"] && !p.bad[pp+".writeback.enabled"] {
+			p.errorf(p.at(pp+".writeback.enabled"), "add a FHIR connection to the practice, or set `enabled: false`",
+				"practice `%s` has write-back enabled but no connection to write through", pr.ID)
+		}
 		if len(pr.Connections) == 0 && len(pr.HL7Listeners) == 0 &&
 			!p.bad[pp] && !p.bad[pp+".connections"] && !p.bad[pp+".hl7_listeners"] {
 			p.errorf(p.at(pp), "add `connections:` (a FHIR endpoint to poll) or `hl7_listeners:` (HL7 v2 over MLLP)",

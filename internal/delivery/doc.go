@@ -16,6 +16,15 @@
 // resource type, id and version, whether it was deleted, the feed position
 // and when it was stored. Apps fetch the resource through the API.
 //
+// # App events
+//
+// SendAppEvent enqueues an event addressed to one app rather than drawn
+// from the change feed (the engine sends "intent.status" when a write the
+// app asked for changes status). It goes to the app's active webhooks in
+// the practice whose types are empty or name the event's type, in the same
+// queues, so it is signed, ordered and retried like a change event; its id
+// derives from a key, so reporting it twice enqueues it once.
+//
 // # Order
 //
 // A webhook belongs to one practice, and its deliveries form a queue in

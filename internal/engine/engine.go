@@ -3,8 +3,9 @@
 // schedules one sync job per (connection, data class), runs the HL7 v2
 // listeners and their processing (internal/ingest/hl7in), maps what both
 // bring in to the canonical model (internal/mapping), serves the
-// app-facing API, and owns every long-running goroutine until its context
-// ends.
+// app-facing API, delivers webhooks, runs the write-back outbox of the
+// practices that write to their EHR (intents.go), and owns every
+// long-running goroutine until its context ends.
 package engine
 
 import (
@@ -90,6 +91,7 @@ type Engine struct {
 	rt      *realtime             // FHIR Subscriptions of realtime classes
 	onWrite func(practice string) // called after resources of a practice were written (nil: nothing follows)
 	hooks   *delivery.Dispatcher  // webhook delivery; nil without store.secret_key (delivery.go)
+	wb      *Intents              // write-back; nil when no practice has it on (intents.go)
 	// bulkMaxPoll caps bulk status poll waits (Options.BulkMaxPoll).
 	bulkMaxPoll time.Duration
 	now         func() time.Time
@@ -205,6 +207,10 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		e.closeStore()
 		return nil, err
 	}
+	if err := e.buildIntents(opts); err != nil {
+		e.closeStore()
+		return nil, err
+	}
 	e.fresh = newFreshness(cfg, e.metrics, e.now)
 	e.syncer = &sync.Syncer{Store: e.store, Logger: e.log, Now: e.now, Mapper: e.mapper, Freshness: e.fresh, Hooks: sync.Hooks{
 		Page: func(practice, conn, rt string, n int, d time.Duration) {
@@ -244,6 +250,7 @@ func New(ctx context.Context, cfg *config.Config, opts Options) (*Engine, error)
 		BaseURL:   cfg.Server.PublicURL,
 		Freshness: e.fresh.Snapshot,
 		Webhooks:  e.webhookAPI(),
+		Intents:   e.intentAPI(),
 	})
 	if err != nil {
 		e.closeStore()
@@ -534,6 +541,7 @@ func (e *Engine) buildConnection(practice string, cc config.Connection, hc *http
 			for _, rt := range cc.ResourceTypes() {
 				scopes = append(scopes, "system/"+rt+".rs")
 			}
+			scopes = append(scopes, e.writeScopes(practice, cc)...)
 		}
 		tc, err := smart.NewClient(smart.ClientConfig{
 			ClientID:    cc.Auth.ClientID,
@@ -734,6 +742,7 @@ func (e *Engine) Run(ctx context.Context, ln net.Listener) error {
 		e.rt.run(ctx, listenBase(e.cfg, ln))
 	}()
 	deliveryDone := e.runDelivery(ctx)
+	intentsDone := e.runIntents(ctx)
 	schedDone := make(chan struct{})
 	go func() {
 		defer close(schedDone)
@@ -754,6 +763,7 @@ func (e *Engine) Run(ctx context.Context, ln net.Listener) error {
 	_ = srv.Shutdown(shutCtx)
 	<-schedDone
 	<-deliveryDone
+	<-intentsDone
 	<-rtDone
 	<-hl7Done
 	return err

@@ -1,0 +1,330 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/url"
+	"slices"
+	"strconv"
+	"time"
+
+	"github.com/mediflow/mediflow/internal/api"
+	"github.com/mediflow/mediflow/internal/config"
+	"github.com/mediflow/mediflow/internal/connector/fhirrest"
+	"github.com/mediflow/mediflow/internal/delivery"
+	"github.com/mediflow/mediflow/internal/mapping"
+	"github.com/mediflow/mediflow/internal/store"
+	"github.com/mediflow/mediflow/internal/writeback"
+	"github.com/mediflow/mediflow/internal/writeback/contract"
+	"github.com/mediflow/mediflow/profiles"
+)
+
+// Write-back (package writeback, docs/writeback.md): every practice with
+// writeback.enabled gets a write target in one Outbox over the engine's
+// store: its first connection's FHIR client, and its vendor's write
+// contract at the practice's vendor_version. An intent is checked and
+// mapped (canonical → vendor, the connection's mapping Set) before the
+// outbox stores it; verification maps the read-back in again, so it
+// compares canonical forms. Status changes become "intent.status" webhook
+// events to the app that asked (when webhooks are on).
+
+// IntentStatusEvent is the type of the app event sent on every status
+// change of an intent.
+const IntentStatusEvent = "intent.status"
+
+// IntentStatus is the data of an "intent.status" event: PHI-free.
+type IntentStatus struct {
+	IntentID string `json:"intentId"`
+	Kind     string `json:"kind"`
+	From     string `json:"from,omitempty"` // "" when the intent was just accepted
+	Status   string `json:"status"`
+	// Record is the record at the EHR ("DocumentReference/123"), once known.
+	Record string `json:"record,omitempty"`
+	// Intent is where the app reads the intent: the API path, or its URL
+	// under server.public_url.
+	Intent string `json:"intent"`
+}
+
+// statusEventTimeout bounds enqueueing one status event.
+const statusEventTimeout = 5 * time.Second
+
+// Intents is the engine's write-back: the outbox, with each practice's
+// write contract and mapping in front of it. It implements api.Intents;
+// `mediflow writeback test` drives it directly.
+type Intents struct {
+	ob        *writeback.Outbox
+	targets   map[string]*writeTarget
+	hooks     *delivery.Dispatcher // nil: no status events
+	log       *slog.Logger
+	publicURL string
+}
+
+// writeTarget is one practice's write path.
+type writeTarget struct {
+	conn     *connection
+	contract *contract.Contract
+	set      *mapping.Set // canonical → vendor (Direction out), for validation
+}
+
+var _ api.Intents = (*Intents)(nil)
+
+// buildIntents builds the outbox when a practice has write-back enabled
+// (e.wb stays nil otherwise). It runs after the connections and the
+// webhook dispatcher are built.
+func (e *Engine) buildIntents(opts Options) error {
+	targets := map[string]*writeTarget{}
+	outTargets := map[string]writeback.Target{}
+	for _, p := range e.cfg.Practices {
+		if !p.Writeback.Enabled {
+			continue
+		}
+		if len(p.Connections) == 0 {
+			return fmt.Errorf("engine: practice %s: write-back needs a FHIR connection", p.ID)
+		}
+		var conn *connection
+		for _, c := range e.conns {
+			if c.practice == p.ID && c.cfg.Name == p.Connections[0].Name {
+				conn = c
+				break
+			}
+		}
+		if conn == nil {
+			return fmt.Errorf("engine: practice %s: connection %s was not built", p.ID, p.Connections[0].Name)
+		}
+		ct, err := contract.Default().ForPractice(conn.cfg.Vendor, p.Mapping.VendorVersion, contract.Options{HL7Outbound: false})
+		if err != nil {
+			return fmt.Errorf("engine: practice %s write-back: %w", p.ID, err)
+		}
+		set := e.mapper.Set(p.ID, conn.cfg.Name)
+		var mapIn func(ctx context.Context, rt string, vendor []byte) ([]byte, error)
+		if set != nil {
+			practice, source := p.ID, conn.cfg.Name
+			mapIn = func(ctx context.Context, rt string, vendor []byte) ([]byte, error) {
+				return e.mapper.Map(ctx, practice, source, rt, vendor)
+			}
+		} else {
+			// Mapping is off (resources are stored as the EHR sent them):
+			// writes are still mapped out and checked, and verification
+			// compares vendor forms.
+			if set, err = loadWriteSet(e.cfg, p, conn.cfg.Name, opts.Profiles); err != nil {
+				return fmt.Errorf("engine: practice %s write-back: %w", p.ID, err)
+			}
+		}
+		targets[p.ID] = &writeTarget{conn: conn, contract: ct, set: set}
+		outTargets[p.ID] = writeback.Target{FHIR: conn.client, Support: ct.Support, MapIn: mapIn}
+	}
+	if len(targets) == 0 {
+		return nil
+	}
+	w := &Intents{targets: targets, hooks: e.hooks, log: e.log, publicURL: e.cfg.Server.PublicURL}
+	ob, err := writeback.New(writeback.Options{
+		Store:    e.store,
+		Targets:  outTargets,
+		Logger:   e.log,
+		Now:      e.now,
+		OnStatus: w.statusChanged,
+	})
+	if err != nil {
+		return fmt.Errorf("engine: write-back: %w", err)
+	}
+	w.ob = ob
+	e.wb = w
+	return nil
+}
+
+// loadWriteSet loads the mapping Set of a practice's connection when the
+// practice's mapping is disabled.
+func loadWriteSet(cfg *config.Config, p config.Practice, conn string, fsys fs.FS) (*mapping.Set, error) {
+	if fsys == nil {
+		fsys = profiles.FS
+	}
+	pm, err := loadPractice(cfg, p, fsys)
+	if err != nil {
+		return nil, err
+	}
+	return pm.sources[conn], nil
+}
+
+// writeScopes are what write-back adds to a connection's default scopes:
+// create, read, update and search of every resource type the practice's
+// write contract writes over FHIR. None unless the connection is the first
+// of a practice with write-back on (or the vendor has no contract: the
+// start then fails in buildIntents).
+func (e *Engine) writeScopes(practice string, cc config.Connection) []string {
+	var p *config.Practice
+	for i := range e.cfg.Practices {
+		if e.cfg.Practices[i].ID == practice {
+			p = &e.cfg.Practices[i]
+		}
+	}
+	if p == nil || !p.Writeback.Enabled || len(p.Connections) == 0 || p.Connections[0].Name != cc.Name {
+		return nil
+	}
+	ct, err := contract.Default().ForPractice(cc.Vendor, p.Mapping.VendorVersion, contract.Options{})
+	if err != nil {
+		return nil
+	}
+	var types []string
+	for _, s := range ct.Supports() {
+		if s.Supported && s.Channel == contract.ChannelFHIR && s.ResourceType != "" && !slices.Contains(types, s.ResourceType) {
+			types = append(types, s.ResourceType)
+		}
+	}
+	slices.Sort(types)
+	scopes := make([]string, 0, len(types))
+	for _, rt := range types {
+		scopes = append(scopes, "system/"+rt+".crus")
+	}
+	return scopes
+}
+
+// intentAPI is what the API serves intents through: nil (a nil interface,
+// so the endpoints answer 501) without write-back.
+func (e *Engine) intentAPI() api.Intents {
+	if e.wb == nil {
+		return nil
+	}
+	return e.wb
+}
+
+// Intents is the engine's write-back (nil when no practice has it on).
+// Engine.Run runs its outbox; tools that do not run the engine call
+// Intents.Run themselves.
+func (e *Engine) Intents() *Intents { return e.wb }
+
+// runIntents starts the outbox, when there is one, on a goroutine that
+// ends with ctx; the channel is closed once it has stopped.
+func (e *Engine) runIntents(ctx context.Context) <-chan struct{} {
+	done := make(chan struct{})
+	if e.wb == nil {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		if err := e.wb.Run(ctx); err != nil {
+			e.log.Error("write-back stopped", "error", err.Error())
+		}
+	}()
+	return done
+}
+
+// Run executes intents until ctx ends (see writeback.Outbox.Run). An
+// outbox runs once: Engine.Run calls it.
+func (w *Intents) Run(ctx context.Context) error { return w.ob.Run(ctx) }
+
+// Practices lists the practices with write-back on, sorted.
+func (w *Intents) Practices() []string {
+	out := make([]string, 0, len(w.targets))
+	for p := range w.targets {
+		out = append(out, p)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// FHIR is the client intents of a practice are written with (nil: the
+// practice has no write-back), for reading records back.
+func (w *Intents) FHIR(practice string) *fhirrest.Client {
+	if t := w.targets[practice]; t != nil {
+		return t.conn.client
+	}
+	return nil
+}
+
+// Support says what the practice's write contract allows for an intent
+// kind; writeback.ErrUnknownPractice when the practice has no write-back.
+func (w *Intents) Support(practice string, kind contract.Intent) (contract.Support, error) {
+	t := w.targets[practice]
+	if t == nil {
+		return contract.Support{}, fmt.Errorf("%w: %s", writeback.ErrUnknownPractice, practice)
+	}
+	return t.contract.Support(kind), nil
+}
+
+// Submit checks the request against the practice's contract (mapping the
+// canonical body to the vendor's shape) and hands it to the outbox with
+// the vendor body. An unsupported intent is refused with the contract's
+// reason, a body that breaks the contract with its field errors (joined,
+// wrapped in writeback.ErrInvalid); nothing refused is stored.
+func (w *Intents) Submit(ctx context.Context, r writeback.Request) (store.Intent, bool, error) {
+	t := w.targets[r.Practice]
+	if t == nil {
+		return store.Intent{}, false, fmt.Errorf("%w: %s", writeback.ErrUnknownPractice, r.Practice)
+	}
+	body, sup, fes, err := contract.Validate(ctx, t.set, t.contract, r.Kind, r.Body)
+	switch {
+	case err != nil:
+		return store.Intent{}, false, fmt.Errorf("engine: write-back: %w", err)
+	case !sup.Supported:
+		return store.Intent{}, false, fmt.Errorf("%w: %s", writeback.ErrInvalid, sup.Reason)
+	case len(fes) > 0:
+		errs := make([]error, len(fes))
+		for i, fe := range fes {
+			errs[i] = fe
+		}
+		return store.Intent{}, false, fmt.Errorf("%w: %w", writeback.ErrInvalid, errors.Join(errs...))
+	}
+	r.VendorBody = body
+	return w.ob.Submit(ctx, r)
+}
+
+// Get returns one intent of a practice.
+func (w *Intents) Get(ctx context.Context, practice, id string) (store.Intent, error) {
+	return w.ob.Get(ctx, practice, id)
+}
+
+// List lists a practice's intents, newest first.
+func (w *Intents) List(ctx context.Context, practice string, f store.IntentFilter) ([]store.Intent, error) {
+	return w.ob.List(ctx, practice, f)
+}
+
+// Attempts lists the exchanges made for an intent, oldest first.
+func (w *Intents) Attempts(ctx context.Context, practice, id string) ([]store.IntentAttempt, error) {
+	return w.ob.Attempts(ctx, practice, id)
+}
+
+// Rejections lists a practice's rejected intents, newest first.
+func (w *Intents) Rejections(ctx context.Context, practice string, limit int) ([]writeback.Rejection, error) {
+	return w.ob.Rejections(ctx, practice, limit)
+}
+
+// Replay makes a dead, conflict, rejected or mismatch intent accepted again.
+func (w *Intents) Replay(ctx context.Context, practice, id string) (store.Intent, error) {
+	return w.ob.Replay(ctx, practice, id)
+}
+
+// statusChanged turns an intent's status change into an "intent.status"
+// event for the app's webhooks (when webhooks are on). It is the outbox's
+// OnStatus: it runs on the goroutine that made the change, and the
+// enqueue is one store transaction, bounded by statusEventTimeout.
+func (w *Intents) statusChanged(c writeback.StatusChange) {
+	if w.hooks == nil {
+		return
+	}
+	path := "/v1/practices/" + url.PathEscape(c.Practice) + "/intents/" + url.PathEscape(c.IntentID)
+	if w.publicURL != "" {
+		path = trimSlash(w.publicURL) + path
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), statusEventTimeout)
+	defer cancel()
+	_, err := w.hooks.SendAppEvent(ctx, delivery.AppEventSpec{
+		Practice: c.Practice, App: c.App, Type: IntentStatusEvent,
+		Key:        c.IntentID + ":" + c.From + ">" + c.To + ":" + strconv.FormatInt(c.At.UnixNano(), 10),
+		OccurredAt: c.At,
+		Data:       IntentStatus{IntentID: c.IntentID, Kind: c.Kind, From: c.From, Status: c.To, Record: c.Ref, Intent: path},
+	})
+	if err != nil {
+		w.log.Error("write-back: cannot enqueue the status event", "practice", c.Practice, "app", c.App, "intent", c.IntentID, "status", c.To, "error", err.Error())
+	}
+}
+
+func trimSlash(s string) string {
+	for len(s) > 0 && s[len(s)-1] == '/' {
+		s = s[:len(s)-1]
+	}
+	return s
+}
