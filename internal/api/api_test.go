@@ -579,6 +579,8 @@ func TestAuditEvents(t *testing.T) {
 	e.get("/fhir/alpha/Patient/missing-one", keyAlpha)  // not found: an error outcome
 	e.get("/fhir/alpha/Patient?shoe-size=43", keyAlpha) // bad search
 	e.get("/fhir/alpha/metadata", keyAlpha)             // not PHI: not recorded
+	e.get("/v1/practices/alpha/freshness", keyBeta)     // denied v1 routes name themselves
+	e.get("/v1/practices/alpha/intents/01JAAAAAAAAAAAAAAAAAAAAAAA", keyBeta)
 	evs, err := e.st.ListAudit(ctx, "alpha", store.AuditFilter{Limit: 100})
 	if err != nil {
 		t.Fatal(err)
@@ -602,6 +604,8 @@ func TestAuditEvents(t *testing.T) {
 		"app:alpha-app read Patient/pat-003 success",
 		"app:alpha-app search Patient?(unknown:1) error",
 		"app:alpha-app search Patient?birthdate,family success",
+		"app:beta-app freshness freshness denied",
+		"app:beta-app intent-read intents/01JAAAAAAAAAAAAAAAAAAAAAAA denied",
 		"app:beta-app read Patient/pat-003 denied",
 		"unauthenticated read Patient/pat-003 denied",
 	}

@@ -160,9 +160,20 @@ func auditOutcome(status int) string {
 // deniedEntity names what a request asked for from its path alone (never its query values).
 func deniedEntity(r *http.Request) string {
 	typ, id := r.PathValue("type"), r.PathValue("id")
+	const v1 = "/v1/practices/{practice}/"
 	switch {
-	case strings.HasPrefix(r.Pattern, "GET /v1/practices/"):
-		return "changes"
+	case strings.Contains(r.Pattern, v1):
+		// The route's own words, with its wildcards filled in (ids of
+		// ours, clipped): "changes", "freshness", "intents/01J…",
+		// "webhooks/…/rotate-secret".
+		rest := r.Pattern[strings.Index(r.Pattern, v1)+len(v1):]
+		parts := strings.Split(rest, "/")
+		for i, p := range parts {
+			if strings.HasPrefix(p, "{") && strings.HasSuffix(p, "}") {
+				parts[i] = clip(r.PathValue(strings.TrimSuffix(strings.Trim(p, "{}"), "...")))
+			}
+		}
+		return strings.Join(parts, "/")
 	case typ == "" && strings.HasSuffix(r.Pattern, "/metadata"):
 		return "metadata"
 	case id != "":
