@@ -72,6 +72,20 @@ type Writeback struct {
 	// Enabled: intents are accepted for the practice and written through
 	// its first connection.
 	Enabled bool
+	// HL7 is the practice's outbound HL7 v2 interface for the intents its
+	// write contract routes to HL7 (zero: none).
+	HL7 WritebackHL7
+}
+
+// WritebackHL7 is the MLLP receiver of a practice's HL7 v2 write-back
+// (notes as MDM^T02, bookings and cancellations as SIU, charges as
+// DFT^P03).
+type WritebackHL7 struct {
+	Destination string        // host:port; "" = no HL7 channel
+	AckTimeout  time.Duration // one attempt: the message sent and its ACK read
+	// MaxRounds is the number of failed delivery rounds after which a
+	// message (and its intent) is given up; 0: never (the queue is held).
+	MaxRounds int
 }
 
 // Mapping is how a practice's data is mapped to the canonical model.

@@ -447,6 +447,32 @@ var writebackObject = &object{
 		{key: "enabled", kind: kindBool, def: "false",
 			doc: "Accept write intents for the practice and write them to its EHR. With `false` the intent endpoints answer 501 for it.",
 			at:  ref(func(w *Writeback) any { return &w.Enabled })},
+		{key: "hl7", kind: kindObject, obj: writebackHL7Object, optional: true,
+			doc: "The practice's HL7 v2 interface for write-back; see below. Without it, intents the vendor's FHIR API does not take are refused.",
+			at:  ref(func(w *Writeback) any { return &w.HL7 })},
+	},
+}
+
+var writebackHL7Object = &object{
+	name: "writeback HL7 destination",
+	path: "practices[].writeback.hl7",
+	doc: "An MLLP receiver at the EHR (its HL7 v2 interface engine) for the intents the vendor's write contract cannot take over FHIR: " +
+		"notes as MDM^T02, bookings as SIU^S12, cancellations as SIU^S15, charges as DFT^P03. Each message is stored before it is sent, " +
+		"carries the intent id as its control id (MSH-10) on every resend, and the receiver's ACK confirms (AA) or rejects (AE/AR) the intent " +
+		"(see [docs/writeback.md](writeback.md#hl7-v2-channel)).",
+	notes: []string{
+		"Messages to the destination are sent one at a time, in order; one without an ACK holds the ones behind it until it is acknowledged or, with `max_rounds`, given up.",
+	},
+	fields: []*field{
+		{key: "destination", kind: kindAddr, required: true,
+			doc: "The receiver's address, as `host:port`.",
+			at:  ref(func(h *WritebackHL7) any { return &h.Destination })},
+		{key: "ack_timeout", kind: kindDuration, def: "30s", minDur: 100 * time.Millisecond, maxDur: 10 * time.Minute,
+			doc: "How long one attempt waits for the receiver's ACK before it counts as failed.",
+			at:  ref(func(h *WritebackHL7) any { return &h.AckTimeout })},
+		{key: "max_rounds", kind: kindInt, def: "0", min: 0, max: 1000,
+			doc: "Failed delivery rounds (3 attempts each, then a pause that grows from 10s to 5m) after which a message is given up and its intent is dead. `0` never gives up: the destination holds its queue until the receiver answers.",
+			at:  ref(func(h *WritebackHL7) any { return &h.MaxRounds })},
 	},
 }
 
@@ -522,5 +548,5 @@ var rootObject = &object{
 // objects lists every object in the order the reference documents them.
 func objects() []*object {
 	return []*object{rootObject, serverObject, storeObject, logObject, practiceObject,
-		connectionObject, authObject, syncObject, waiverObject, subscriptionObject, hl7ListenerObject, hl7TLSObject, mappingObject, writebackObject, appObject}
+		connectionObject, authObject, syncObject, waiverObject, subscriptionObject, hl7ListenerObject, hl7TLSObject, mappingObject, writebackObject, writebackHL7Object, appObject}
 }

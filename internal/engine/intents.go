@@ -15,10 +15,12 @@ import (
 	"github.com/mediflow/mediflow/internal/config"
 	"github.com/mediflow/mediflow/internal/connector/fhirrest"
 	"github.com/mediflow/mediflow/internal/delivery"
+	"github.com/mediflow/mediflow/internal/hl7/fhirv2"
 	"github.com/mediflow/mediflow/internal/mapping"
 	"github.com/mediflow/mediflow/internal/store"
 	"github.com/mediflow/mediflow/internal/writeback"
 	"github.com/mediflow/mediflow/internal/writeback/contract"
+	"github.com/mediflow/mediflow/internal/writeback/hl7out"
 	"github.com/mediflow/mediflow/profiles"
 )
 
@@ -30,6 +32,13 @@ import (
 // outbox stores it; verification maps the read-back in again, so it
 // compares canonical forms. Status changes become "intent.status" webhook
 // events to the app that asked (when webhooks are on).
+//
+// A practice with writeback.hl7 also gets the HL7 v2 routes of the write
+// contract (contract.Options.HL7Outbound): intents the vendor's FHIR API
+// does not take go to its MLLP destination through one hl7out Sender over
+// the engine's store (destination name "writeback"), which Intents.Run
+// runs next to the outbox. PID is built from the patient read through the
+// practice's FHIR connection.
 
 // IntentStatusEvent is the type of the app event sent on every status
 // change of an intent.
@@ -56,6 +65,7 @@ const statusEventTimeout = 5 * time.Second
 // `mediflow writeback test` drives it directly.
 type Intents struct {
 	ob        *writeback.Outbox
+	hl7       *hl7out.Sender // nil: no practice writes over HL7
 	targets   map[string]*writeTarget
 	hooks     *delivery.Dispatcher // nil: no status events
 	log       *slog.Logger
@@ -77,6 +87,28 @@ var _ api.Intents = (*Intents)(nil)
 func (e *Engine) buildIntents(opts Options) error {
 	targets := map[string]*writeTarget{}
 	outTargets := map[string]writeback.Target{}
+	var dests []hl7out.Destination
+	for _, p := range e.cfg.Practices {
+		if p.Writeback.Enabled && p.Writeback.HL7.Destination != "" {
+			dests = append(dests, hl7out.Destination{Practice: p.ID, Name: WritebackHL7Destination, Addr: p.Writeback.HL7.Destination,
+				AckTimeout: p.Writeback.HL7.AckTimeout, MaxRounds: p.Writeback.HL7.MaxRounds})
+		}
+	}
+	var sender *hl7out.Sender
+	var ob *writeback.Outbox // set below; the Sender reports outcomes to it once both run
+	var ms store.MessageStore
+	if len(dests) > 0 {
+		var ok bool
+		if ms, ok = e.store.(store.MessageStore); !ok {
+			return errors.New("engine: write-back over HL7 is configured but the store does not keep HL7 messages")
+		}
+		s, err := hl7out.New(hl7out.Options{Store: ms, Destinations: dests, Logger: e.log, Now: e.now,
+			OnEvent: func(ev hl7out.Event) { ob.HL7Event(ev) }})
+		if err != nil {
+			return fmt.Errorf("engine: write-back over HL7: %w", err)
+		}
+		sender = s
+	}
 	for _, p := range e.cfg.Practices {
 		if !p.Writeback.Enabled {
 			continue
@@ -94,7 +126,8 @@ func (e *Engine) buildIntents(opts Options) error {
 		if conn == nil {
 			return fmt.Errorf("engine: practice %s: connection %s was not built", p.ID, p.Connections[0].Name)
 		}
-		ct, err := contract.Default().ForPractice(conn.cfg.Vendor, p.Mapping.VendorVersion, contract.Options{HL7Outbound: false})
+		withHL7 := p.Writeback.HL7.Destination != ""
+		ct, err := contract.Default().ForPractice(conn.cfg.Vendor, p.Mapping.VendorVersion, contract.Options{HL7Outbound: withHL7})
 		if err != nil {
 			return fmt.Errorf("engine: practice %s write-back: %w", p.ID, err)
 		}
@@ -114,13 +147,19 @@ func (e *Engine) buildIntents(opts Options) error {
 			}
 		}
 		targets[p.ID] = &writeTarget{conn: conn, contract: ct, set: set}
-		outTargets[p.ID] = writeback.Target{FHIR: conn.client, Support: ct.Support, MapIn: mapIn}
+		tgt := writeback.Target{FHIR: conn.client, Support: ct.Support, MapIn: mapIn}
+		if withHL7 {
+			tgt.HL7 = &writeback.HL7Target{Sender: sender, Destination: WritebackHL7Destination, Messages: ms,
+				Encoder: fhirv2.Options{SendingApplication: "MEDIFLOW", SendingFacility: p.ID, Now: e.now}}
+		}
+		outTargets[p.ID] = tgt
 	}
 	if len(targets) == 0 {
 		return nil
 	}
-	w := &Intents{targets: targets, hooks: e.hooks, log: e.log, publicURL: e.cfg.Server.PublicURL}
-	ob, err := writeback.New(writeback.Options{
+	w := &Intents{targets: targets, hl7: sender, hooks: e.hooks, log: e.log, publicURL: e.cfg.Server.PublicURL}
+	var err error
+	ob, err = writeback.New(writeback.Options{
 		Store:    e.store,
 		Targets:  outTargets,
 		Logger:   e.log,
@@ -212,9 +251,28 @@ func (e *Engine) runIntents(ctx context.Context) <-chan struct{} {
 	return done
 }
 
-// Run executes intents until ctx ends (see writeback.Outbox.Run). An
-// outbox runs once: Engine.Run calls it.
-func (w *Intents) Run(ctx context.Context) error { return w.ob.Run(ctx) }
+// WritebackHL7Destination is the hl7out destination name (the channel of
+// the stored messages) of a practice's writeback.hl7.
+const WritebackHL7Destination = "writeback"
+
+// Run executes intents until ctx ends (see writeback.Outbox.Run), and
+// delivers the HL7 messages of the practices that write over HL7 (see
+// hl7out.Sender.Run). It runs once: Engine.Run calls it.
+func (w *Intents) Run(ctx context.Context) error {
+	if w.hl7 == nil {
+		return w.ob.Run(ctx)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	sent := make(chan error, 1)
+	go func() { sent <- w.hl7.Run(ctx) }()
+	err := w.ob.Run(ctx)
+	cancel() // the outbox stopped: so does delivery
+	if serr := <-sent; err == nil && serr != nil {
+		err = fmt.Errorf("hl7 outbound: %w", serr)
+	}
+	return err
+}
 
 // Practices lists the practices with write-back on, sorted.
 func (w *Intents) Practices() []string {

@@ -14,6 +14,7 @@ import (
 	"github.com/mediflow/mediflow/internal/store"
 	"github.com/mediflow/mediflow/internal/vendors/profile"
 	"github.com/mediflow/mediflow/internal/writeback/contract"
+	"github.com/mediflow/mediflow/internal/writeback/hl7out"
 )
 
 // This file executes one claimed intent: one round of look / write /
@@ -30,6 +31,7 @@ type decision struct {
 	rejection  string
 	diffs      []string
 	version    string
+	wait       time.Duration // decideWait
 }
 
 type decisionKind int
@@ -39,6 +41,7 @@ const (
 	decideRetry                // try again later, status unchanged
 	decideRelease              // stopped: hand back, status unchanged
 	decideLost                 // the claim is gone: record nothing
+	decideWait                 // the write is in another system's queue (HL7): look again after wait, no deadline
 )
 
 func final(status, reason string) *decision {
@@ -77,7 +80,10 @@ func (o *Outbox) execute(ctx context.Context, in store.Intent) {
 
 func (e *exec) work(ctx context.Context) *decision {
 	e.sup = e.tgt.Support(contract.Intent(e.in.Kind))
-	if !e.sup.Supported || e.sup.Channel != contract.ChannelFHIR {
+	if e.sup.Supported && e.sup.Channel == contract.ChannelHL7 && e.tgt.HL7 != nil {
+		return e.hl7(ctx)
+	}
+	if !e.sup.Supported || e.sup.Channel != contract.ChannelFHIR || e.tgt.FHIR == nil {
 		reason := e.sup.Reason
 		if reason == "" {
 			reason = "The practice's EHR no longer accepts this write through FHIR."
@@ -606,6 +612,8 @@ func (e *exec) finish(ctx context.Context, d *decision) {
 		u.Status, u.Rejection = d.status, d.rejection
 	case decideRelease:
 		u.Status, u.NextAttempt = e.in.Status, now.Add(e.o.opts.SettleDelay)
+	case decideWait:
+		u.Status, u.NextAttempt = e.in.Status, now.Add(d.wait)
 	default:
 		u.Status = e.in.Status
 		first := e.in.FirstAttempt
@@ -641,6 +649,11 @@ func (e *exec) finish(ctx context.Context, d *decision) {
 				"intent", e.in.ID, "status", u.Status, "error", err.Error())
 		}
 		return
+	}
+	if e.tgt.HL7 != nil && e.o.hl7Outcome(in.Practice, in.ID) && d.kind == decideWait {
+		// The message's outcome came while this round decided to wait.
+		e.o.nudge(rctx, hl7out.Event{Practice: in.Practice, Destination: e.tgt.HL7.Destination, ControlID: in.ID})
+		e.o.kick()
 	}
 	log := e.o.log.With("practice", in.Practice, "intent", in.ID, "kind", in.Kind, "attempt", in.Attempts)
 	switch in.Status {

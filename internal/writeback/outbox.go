@@ -14,6 +14,7 @@ import (
 	"github.com/mediflow/mediflow/internal/connector/fhirrest"
 	"github.com/mediflow/mediflow/internal/store"
 	"github.com/mediflow/mediflow/internal/writeback/contract"
+	"github.com/mediflow/mediflow/internal/writeback/hl7out"
 )
 
 // Store is what an Outbox needs from the store. store.Store has both.
@@ -25,10 +26,15 @@ type Store interface {
 // Intent is a stored write-back intent.
 type Intent = store.Intent
 
-// Target is one practice's FHIR write path.
+// Target is one practice's write path: FHIR, and HL7 v2 when the practice
+// has an outbound HL7 interface.
 type Target struct {
-	// FHIR reads, searches and writes at the practice's EHR.
+	// FHIR reads, searches and writes at the practice's EHR (nil only with
+	// HL7: FHIR-routed intents are then refused).
 	FHIR *fhirrest.Client
+	// HL7, when set, sends the intents the contract routes to
+	// contract.ChannelHL7 (hl7.go); nil: they are refused.
+	HL7 *HL7Target
 	// Support says what the practice's write contract allows for an
 	// intent kind (contract.Contract.Support of the practice's vendor and
 	// version).
@@ -134,9 +140,13 @@ type Outbox struct {
 	log       *slog.Logger
 	practices []string
 	kickc     chan struct{}
+	hl7c      chan hl7out.Event // outcomes of HL7 messages (HL7Event)
 
 	mu      sync.Mutex
 	running bool
+
+	hl7mu   sync.Mutex
+	hl7seen map[string]bool // "practice/intent id" of HL7 outcomes reported (HL7Event)
 }
 
 // New checks the options and returns an Outbox.
@@ -168,13 +178,19 @@ func New(opts Options) (*Outbox, error) {
 	opts.Lease = cmpOr(opts.Lease, 5*time.Minute)
 	opts.Concurrency = cmpOr(opts.Concurrency, 4)
 	opts.PollInterval = cmpOr(opts.PollInterval, time.Second)
-	o := &Outbox{opts: opts, st: opts.Store, log: opts.Logger, kickc: make(chan struct{}, 1)}
+	o := &Outbox{opts: opts, st: opts.Store, log: opts.Logger, kickc: make(chan struct{}, 1), hl7c: make(chan hl7out.Event, 256),
+		hl7seen: map[string]bool{}}
 	for p, t := range opts.Targets {
 		if p == "" {
 			return nil, errors.New("writeback: empty practice id in targets")
 		}
-		if t.FHIR == nil || t.Support == nil {
-			return nil, fmt.Errorf("writeback: practice %s: a target needs a FHIR client and a Support func", p)
+		if (t.FHIR == nil && t.HL7 == nil) || t.Support == nil {
+			return nil, fmt.Errorf("writeback: practice %s: a target needs a FHIR client or an HL7 target, and a Support func", p)
+		}
+		if t.HL7 != nil {
+			if err := t.HL7.validate(p); err != nil {
+				return nil, err
+			}
 		}
 		o.practices = append(o.practices, p)
 	}
@@ -284,6 +300,15 @@ func (o *Outbox) check(ctx context.Context, r Request, sup contract.Support, rt,
 		}
 		return refused("%s", reason)
 	}
+	if sup.Channel == contract.ChannelHL7 {
+		if err := o.checkHL7(r, sup); err != nil {
+			return err
+		}
+		return o.checkPolicy(ctx, r, policy)
+	}
+	if sup.Channel == contract.ChannelFHIR && o.opts.Targets[r.Practice].FHIR == nil {
+		return refused("%s goes through FHIR, and the practice has no FHIR connection for write-back", safeWord(string(r.Kind)))
+	}
 	if sup.Channel != contract.ChannelFHIR {
 		return refused("%s goes through the %s channel, which this outbox does not execute", safeWord(string(r.Kind)), safeWord(string(sup.Channel)))
 	}
@@ -302,6 +327,11 @@ func (o *Outbox) check(ctx context.Context, r Request, sup contract.Support, rt,
 	if rt == "" {
 		return refused("no resource type")
 	}
+	return o.checkPolicy(ctx, r, policy)
+}
+
+// checkPolicy checks the conflict policy and runs the caller's validation.
+func (o *Outbox) checkPolicy(ctx context.Context, r Request, policy string) error {
 	if policy != store.ConflictFail && policy != store.ConflictReapply && policy != store.ConflictManual {
 		return refused("unknown conflict policy %q (fail, reapply or manual)", safeWord(policy))
 	}
@@ -470,6 +500,9 @@ func (o *Outbox) Run(ctx context.Context) error {
 			case p := <-done:
 				running--
 				delete(nextLook, p)
+			case ev := <-o.hl7c:
+				o.nudge(ctx, ev)
+				delete(nextLook, ev.Practice)
 			case <-timer.C:
 			}
 			if !timer.Stop() {
