@@ -82,10 +82,24 @@ Measures mediflow on this machine over loopback.
         the CPU of the engine's and the simulator's processes, and the load
         average.
 
+  writeback
+        Starts the simulator (generic flavour, open auth, --patients patients,
+        default 200; in a child process unless --sim-process=false) and an
+        engine with write-back on over a fresh SQLite store in --dir. Phase 1
+        submits --intents note intents (default 20000) through the engine's
+        write-back, each checked against the generic write contract and
+        mapped as the API does, from --concurrency goroutines (default 8)
+        with the outbox stopped: intents/s accepted. Phase 2 runs the outbox
+        (its default concurrency and poll interval) until every intent is
+        final, each write read back and verified: writes/s confirmed. Fails
+        unless every intent is confirmed and the simulator holds exactly one
+        note per intent. Prints counts per final status, duplicates at the
+        EHR, the engine's CPU per phase and the load average.
+
 The load generator shares the CPUs with the server it measures; see
 docs/benchmarks.md for method and numbers.
 
-Flags may come before or after the word sync, bulk, api, hl7-ingest, hl7-parse or realtime.
+Flags may come before or after the word sync, bulk, api, hl7-ingest, hl7-parse, realtime or writeback.
 
 Examples:
   mediflow bench sync
@@ -95,6 +109,7 @@ Examples:
   mediflow bench hl7-ingest --concurrency 8 --messages 100000 --rate 1000
   mediflow bench hl7-parse --messages 200000
   mediflow bench realtime --rate 200 --duration 30s --payload id-only
+  mediflow bench writeback --intents 20000 --concurrency 8
   mediflow bench sync --cpuprofile sync.pprof && go tool pprof -top sync.pprof`
 
 // benchOptions are the flags of `mediflow bench`.
@@ -117,6 +132,8 @@ type benchOptions struct {
 	batch       int
 	mapping     bool
 	payload     string
+	intents     int
+	patients    int
 	set         map[string]bool // flags given on the command line
 }
 
@@ -125,7 +142,7 @@ func (o *benchOptions) define(fs *flag.FlagSet) {
 	fs.IntVar(&o.pageSize, "page-size", 500, "page size (_count) the engine asks the simulator for (1-1000)")
 	fs.StringVar(&o.dir, "dir", "", "`folder` for the store, key and config (default: a temporary folder, removed afterwards)")
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for the synthetic data")
-	fs.IntVar(&o.concurrency, "concurrency", 8, "api: concurrent keep-alive clients")
+	fs.IntVar(&o.concurrency, "concurrency", 8, "api: concurrent keep-alive clients; writeback: submitting goroutines")
 	fs.DurationVar(&o.duration, "duration", 10*time.Second, "api: how long each search is measured; realtime: the measured period (default 30s)")
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "api: load sent before each measurement, not counted; realtime: events made before the measured period (default 5s)")
 	fs.BoolVar(&o.peer, "peer", true, "api, hl7-parse: also measure the Medplum peer (FHIR server, HL7 parser) when it is installed in peers/")
@@ -134,29 +151,34 @@ func (o *benchOptions) define(fs *flag.FlagSet) {
 	fs.IntVar(&o.messages, "messages", 100000, "hl7-ingest: messages sent in the throughput phase; hl7-parse: messages parsed per measured loop")
 	fs.IntVar(&o.rate, "rate", 1000, "hl7-ingest: messages/s of the latency phase (it lasts --duration; 0 skips it); realtime: events/s (default 200)")
 	fs.BoolVar(&o.process, "process", false, "hl7-ingest: convert the messages to FHIR while they arrive")
-	fs.BoolVar(&o.simProcess, "sim-process", true, "sync, bulk, realtime: run the simulator in a child process, so the engine's peak RSS and CPU are its own (false: in this process)")
+	fs.BoolVar(&o.simProcess, "sim-process", true, "sync, bulk, realtime, writeback: run the simulator in a child process, so the engine's peak RSS and CPU are its own (false: in this process)")
 	fs.IntVar(&o.workers, "workers", bench.DefaultBulkWorkers, "bulk: files downloaded and ingested at once")
 	fs.IntVar(&o.batch, "batch", bench.DefaultBulkBatch, "bulk: resources per batch (one raw payload and one store transaction)")
 	fs.BoolVar(&o.mapping, "mapping", true, "bulk: map the resources with the production mapper (false: store them as received)")
 	fs.StringVar(&o.payload, "payload", bench.PayloadFullResource, "realtime: the subscriptions' payload, full-resource or id-only (the engine then reads each notified resource)")
+	fs.IntVar(&o.intents, "intents", bench.DefaultWritebackIntents, "writeback: note intents submitted and delivered")
+	fs.IntVar(&o.patients, "patients", bench.DefaultWritebackPatients, "writeback: patients in the simulator the notes are spread over")
 }
 
 func benchCmd() *command {
 	return &command{
 		name:    "bench",
-		summary: "measure sync and bulk ingest throughput, API search speed and change-to-webhook latency against the built-in simulator",
-		usage:   "sync | bulk | api | hl7-ingest | hl7-parse | realtime",
+		summary: "measure sync and bulk ingest throughput, API search speed, change-to-webhook latency and write-back throughput against the built-in simulator",
+		usage:   "sync | bulk | api | hl7-ingest | hl7-parse | realtime | writeback",
 		long:    benchLong,
 		flags: func(fs *flag.FlagSet) func(context.Context, *cliEnv, []string) error {
 			o := &benchOptions{}
 			o.define(fs)
 			return func(ctx context.Context, env *cliEnv, args []string) error {
 				if len(args) == 0 {
-					return usagef("say what to measure: sync, bulk, api, hl7-ingest, hl7-parse or realtime")
+					return usagef("say what to measure: sync, bulk, api, hl7-ingest, hl7-parse, realtime or writeback")
 				}
 				mode := args[0]
 				if mode == "sim-source" { // internal: the simulator process of bench sync, not in the help
 					return bench.SimSourceMain(ctx, args[1:], os.Stdin, env.stdout, env.stderr)
+				}
+				if mode == "sim-writeback" { // internal: the simulator process of bench writeback
+					return bench.WritebackSimMain(ctx, args[1:], os.Stdin, env.stdout, env.stderr)
 				}
 				if err := fs.Parse(args[1:]); err != nil {
 					return usagef("%v", err)
@@ -166,8 +188,8 @@ func benchCmd() *command {
 				}
 				o.set = map[string]bool{}
 				fs.Visit(func(f *flag.Flag) { o.set[f.Name] = true })
-				if mode != "sync" && mode != "bulk" && mode != "api" && mode != "hl7-ingest" && mode != "hl7-parse" && mode != "realtime" {
-					return usagef("unknown benchmark %q (want sync, bulk, api, hl7-ingest, hl7-parse or realtime)", mode)
+				if mode != "sync" && mode != "bulk" && mode != "api" && mode != "hl7-ingest" && mode != "hl7-parse" && mode != "realtime" && mode != "writeback" {
+					return usagef("unknown benchmark %q (want sync, bulk, api, hl7-ingest, hl7-parse, realtime or writeback)", mode)
 				}
 				return o.run(ctx, env, mode)
 			}
@@ -281,6 +303,24 @@ func (o *benchOptions) run(ctx context.Context, env *cliEnv, mode string) error 
 			return err
 		}
 		res.Print(out)
+	case "writeback":
+		if o.intents < 1 || o.patients < 1 {
+			return usagef("--intents and --patients must be positive")
+		}
+		wo := bench.WritebackOptions{Intents: o.intents, Concurrency: o.concurrency, Patients: o.patients, Seed: o.seed,
+			Dir: o.dir, Log: setup.Log, Progress: env.stderr}
+		if o.simProcess {
+			if wo.SimCommand, err = simCommand("sim-writeback"); err != nil {
+				return err
+			}
+		}
+		res, err := bench.RunWriteback(ctx, wo)
+		if res != nil {
+			res.Print(out)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -308,7 +348,11 @@ func (o *benchOptions) startProfile() (func(), error) {
 // simSourceCommand is how bench sync starts its simulator process: this
 // binary's hidden `bench sim-source` mode. Under go test the executable is
 // a test binary without that mode, so the simulator stays in-process (nil).
-func simSourceCommand() ([]string, error) {
+func simSourceCommand() ([]string, error) { return simCommand("sim-source") }
+
+// simCommand is this binary's hidden `bench MODE` simulator process (nil
+// under go test, as for simSourceCommand).
+func simCommand(mode string) ([]string, error) {
 	if testing.Testing() {
 		return nil, nil
 	}
@@ -316,5 +360,5 @@ func simSourceCommand() ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bench: finding this binary to run the simulator process: %w", err)
 	}
-	return []string{exe, "bench", "sim-source"}, nil
+	return []string{exe, "bench", mode}, nil
 }
