@@ -244,11 +244,24 @@ func (s *Store) CountIntents(ctx context.Context, practice string) (map[string]i
 }
 
 // intentHeadsSQL lists the queue head (lowest open seq) of every patient
-// of a practice with its NextAttempt.
-const intentHeadsSQL = `SELECT h.seq, i.next_attempt FROM (
-		SELECT min(seq) AS seq FROM writeback_intents INDEXED BY writeback_intents_open
-		WHERE practice = ? AND status IN ('accepted', 'sending', 'sent') GROUP BY queue_key) h
-	JOIN writeback_intents i ON i.seq = h.seq
+// of a practice with its NextAttempt. It walks the partial index of open
+// intents as a skip scan — one seek for the next queue key, one for its
+// lowest seq — so a claim costs O(queues × log n), not a read of the whole
+// backlog (a GROUP BY over every open intent made 20,000 queued intents
+// claim at ~150/s).
+const intentHeadsSQL = `WITH RECURSIVE q(k) AS (
+		SELECT min(queue_key) FROM writeback_intents INDEXED BY writeback_intents_open
+			WHERE practice = ?1 AND status IN ('accepted', 'sending', 'sent')
+		UNION ALL
+		SELECT (SELECT min(queue_key) FROM writeback_intents INDEXED BY writeback_intents_open
+			WHERE practice = ?1 AND status IN ('accepted', 'sending', 'sent') AND queue_key > q.k)
+		FROM q WHERE q.k IS NOT NULL
+	), h(seq) AS (
+		SELECT (SELECT min(seq) FROM writeback_intents INDEXED BY writeback_intents_open
+			WHERE practice = ?1 AND status IN ('accepted', 'sending', 'sent') AND queue_key = q.k)
+		FROM q WHERE q.k IS NOT NULL
+	)
+	SELECT h.seq, i.next_attempt FROM h JOIN writeback_intents i ON i.seq = h.seq
 	ORDER BY i.next_attempt, i.seq`
 
 // dueIntentHeads reads the queue heads: the seqs of at most limit due ones
