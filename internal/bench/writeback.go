@@ -403,7 +403,7 @@ func RunWriteback(ctx context.Context, o WritebackOptions) (_ *WritebackResult, 
 	res := &WritebackResult{Intents: o.Intents, Concurrency: o.Concurrency, Patients: o.Patients, SimCPU: -1,
 		SimProcess: len(o.SimCommand) > 0, LoadBefore: loadAverages(),
 		// The engine builds its outbox with writeback's defaults.
-		OutboxConcurrency: 4, PollInterval: time.Second}
+		OutboxConcurrency: 8, PollInterval: time.Second}
 
 	progress("starting the simulator (%d patients)", o.Patients)
 	ws, err := startWritebackSim(ctx, o)

@@ -110,7 +110,7 @@ type Options struct {
 	// Lease is how long a claimed intent is held (0: 5 min); one execution
 	// round is bounded by three quarters of it.
 	Lease time.Duration
-	// Concurrency bounds the intents executed at once (0: 4); a patient
+	// Concurrency bounds the intents executed at once (0: 8); a patient
 	// never has more than one.
 	Concurrency int
 	// PollInterval is how often the queues are looked at without a wake-up
@@ -176,7 +176,7 @@ func New(opts Options) (*Outbox, error) {
 	opts.SettleDelay = cmpOr(opts.SettleDelay, 30*time.Second)
 	opts.MaxAge = cmpOr(opts.MaxAge, 24*time.Hour)
 	opts.Lease = cmpOr(opts.Lease, 5*time.Minute)
-	opts.Concurrency = cmpOr(opts.Concurrency, 4)
+	opts.Concurrency = cmpOr(opts.Concurrency, 8)
 	opts.PollInterval = cmpOr(opts.PollInterval, time.Second)
 	o := &Outbox{opts: opts, st: opts.Store, log: opts.Logger, kickc: make(chan struct{}, 1), hl7c: make(chan hl7out.Event, 256),
 		hl7seen: map[string]bool{}}
@@ -437,11 +437,16 @@ func (o *Outbox) Run(ctx context.Context) error {
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	start := 0
+	// Claims are batched: a claim lists the head of every patient queue of
+	// a practice, so instead of claiming one intent each time one
+	// finishes, the loop claims when at most half the slots are busy and
+	// fills them all.
+	lowWater := o.opts.Concurrency / 2
 	for {
 		now := o.opts.Now()
 		failed := false
 		for i := range o.practices {
-			if running >= o.opts.Concurrency || ctx.Err() != nil {
+			if running > lowWater || ctx.Err() != nil {
 				break
 			}
 			p := o.practices[(start+i)%len(o.practices)]
@@ -481,7 +486,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 				wait = 0
 			}
 		}
-		if running >= o.opts.Concurrency {
+		if running > lowWater {
 			wait = o.opts.PollInterval // a finished execution wakes us
 		}
 		if failed {
@@ -490,7 +495,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		} else {
 			failures = 0
 		}
-		if wait > 0 || running >= o.opts.Concurrency {
+		if wait > 0 || running > lowWater {
 			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
