@@ -75,6 +75,9 @@ type Writeback struct {
 	// HL7 is the practice's outbound HL7 v2 interface for the intents its
 	// write contract routes to HL7 (zero: none).
 	HL7 WritebackHL7
+	// Lease is how long an engine holds an intent it is writing; after a
+	// crash the intent is taken up again when it runs out.
+	Lease time.Duration
 }
 
 // WritebackHL7 is the MLLP receiver of a practice's HL7 v2 write-back

@@ -159,11 +159,20 @@ func (e *Engine) buildIntents(opts Options) error {
 	}
 	w := &Intents{targets: targets, hl7: sender, hooks: e.hooks, log: e.log, publicURL: e.cfg.Server.PublicURL}
 	var err error
+	// One outbox serves every practice: it holds intents for the smallest
+	// lease any of them asks for.
+	var lease time.Duration
+	for _, p := range e.cfg.Practices {
+		if p.Writeback.Enabled && p.Writeback.Lease > 0 && (lease == 0 || p.Writeback.Lease < lease) {
+			lease = p.Writeback.Lease
+		}
+	}
 	ob, err = writeback.New(writeback.Options{
 		Store:    e.store,
 		Targets:  outTargets,
 		Logger:   e.log,
 		Now:      e.now,
+		Lease:    lease,
 		OnStatus: w.statusChanged,
 	})
 	if err != nil {
