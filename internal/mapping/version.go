@@ -133,3 +133,22 @@ func (r versionRange) matches(v []int) bool {
 	}
 	return true
 }
+
+// MatchVersion reports whether an EHR version ("May 2026", "5.0.1.698";
+// "" = unknown, taken as the newest release) is in a version range
+// (">= 5.0, < 5.1"; "" or "*" = every version), read the way profile
+// rules' versions are. A range or version that cannot be read is an error.
+// Other version-ranged specs (write contracts) use it too.
+func MatchVersion(rng, version string) (bool, error) {
+	r, err := parseRange(rng)
+	if err != nil {
+		return false, fmt.Errorf("version range %q: %w", rng, err)
+	}
+	var v []int
+	if strings.TrimSpace(version) != "" {
+		if v, err = parseVersion(version); err != nil {
+			return false, err
+		}
+	}
+	return r.matches(v), nil
+}

@@ -75,7 +75,7 @@ func TestRegistryVersions(t *testing.T) {
 	// every shipped range can be read
 	for _, v := range reg.Vendors() {
 		for _, c := range reg.Contracts(v) {
-			if _, err := parseRange(c.Versions); err != nil {
+			if _, err := MatchVersion(c.Versions, ""); err != nil {
 				t.Errorf("%s: %v", v, err)
 			}
 		}
