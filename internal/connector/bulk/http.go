@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
@@ -164,28 +163,7 @@ func outcomeOf(body []byte) *fhir.OperationOutcome {
 
 // retryAfter reads a Retry-After header (delay-seconds or HTTP-date).
 func retryAfter(h http.Header, now time.Time) (time.Duration, bool) {
-	v := strings.TrimSpace(h.Get("Retry-After"))
-	if v == "" {
-		return 0, false
-	}
-	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
-		if secs < 0 {
-			return 0, false
-		}
-		if secs > int64(24*time.Hour/time.Second) {
-			secs = int64(24 * time.Hour / time.Second)
-		}
-		return time.Duration(secs) * time.Second, true
-	}
-	t, err := http.ParseTime(v)
-	if err != nil {
-		return 0, false
-	}
-	d := t.Sub(now)
-	if d < 0 {
-		d = 0
-	}
-	return d, true
+	return fhirrest.ParseRetryAfter(h.Get("Retry-After"), now)
 }
 
 func clamp(d, lo, hi time.Duration) time.Duration {
@@ -229,21 +207,7 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 }
 
 // originOf is scheme://host[:port] in lower case, default ports dropped.
-func originOf(u *url.URL) string {
-	scheme := strings.ToLower(u.Scheme)
-	host := strings.ToLower(u.Hostname())
-	port := u.Port()
-	if (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
-		port = ""
-	}
-	if strings.Contains(host, ":") {
-		host = "[" + host + "]"
-	}
-	if port != "" {
-		return scheme + "://" + host + ":" + port
-	}
-	return scheme + "://" + host
-}
+func originOf(u *url.URL) string { return fhirrest.OriginOf(u) }
 
 func validType(t string) bool {
 	if t == "" || t[0] < 'A' || t[0] > 'Z' || len(t) > 64 {

@@ -164,7 +164,7 @@ func New(cfg Config) (*Client, error) {
 	}
 	return &Client{
 		base:    strings.TrimRight(cfg.BaseURL, "/"),
-		origin:  originOf(u),
+		origin:  OriginOf(u),
 		hc:      cfg.HTTPClient,
 		tokens:  cfg.Tokens,
 		profile: cfg.Profile,
@@ -245,7 +245,7 @@ func (c *Client) resolve(link string) (string, error) {
 		u = base.ResolveReference(u)
 		link = u.String()
 	}
-	if originOf(u) != c.origin {
+	if OriginOf(u) != c.origin {
 		return "", &Error{Kind: KindForeignLink, URL: safeURL(link), Err: errors.New("next link points outside the server's origin: refused")}
 	}
 	return link, nil
@@ -446,7 +446,7 @@ func (c *Client) once(ctx context.Context, u string, op opKind) (*Response, stri
 		e.Kind = KindSearchExpired
 	}
 	if ra := resp.Header.Get("Retry-After"); ra != "" {
-		if d, ok := parseRetryAfter(ra, c.cfg.Now()); ok {
+		if d, ok := ParseRetryAfter(ra, c.cfg.Now()); ok {
 			if d > c.cfg.MaxRetryAfter {
 				d = c.cfg.MaxRetryAfter
 			}
@@ -539,8 +539,10 @@ func readBody(resp *http.Response, max int64) ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// parseRetryAfter reads delay-seconds or an HTTP-date.
-func parseRetryAfter(v string, now time.Time) (time.Duration, bool) {
+// ParseRetryAfter reads a Retry-After value: delay-seconds (capped at a
+// day) or an HTTP-date (a past date is 0). ok is false when v is empty or
+// unreadable. The bulk client reads its status polls with it too.
+func ParseRetryAfter(v string, now time.Time) (time.Duration, bool) {
 	v = strings.TrimSpace(v)
 	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
 		if secs < 0 {
@@ -650,8 +652,10 @@ func looksJSON(b []byte) bool {
 	return false
 }
 
-// originOf is scheme://host[:port] in lower case, default ports dropped.
-func originOf(u *url.URL) string {
+// OriginOf is scheme://host[:port] in lower case, default ports dropped:
+// what decides whether a link (a next page, a bulk file) may carry the
+// connection's token.
+func OriginOf(u *url.URL) string {
 	scheme := strings.ToLower(u.Scheme)
 	host := strings.ToLower(u.Hostname())
 	port := u.Port()

@@ -226,7 +226,7 @@ func (c *Client) writeOnce(ctx context.Context, u string, w WriteRequest) (*Writ
 			}
 		}
 		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			if d, ok := parseRetryAfter(ra, c.cfg.Now()); ok {
+			if d, ok := ParseRetryAfter(ra, c.cfg.Now()); ok {
 				res.RetryAfter = min(d, c.cfg.MaxRetryAfter)
 			}
 		}
