@@ -111,7 +111,7 @@ func lintFile(env *cliEnv, file string, mode config.SecretCheck) config.Diagnost
 		return config.Diagnostics{{File: file, Severity: config.SeverityError,
 			Message: fmt.Sprintf("cannot read the file: %v", err), Hint: "check the path and the file's permissions"}}
 	}
-	cfg, err := config.Parse(file, data, config.WithEnv(env.getenv), config.WithSecretCheck(mode))
+	cfg, err := config.Parse(file, data, config.WithEnv(env.getenv), config.WithSecretCheck(mode), config.WithSecretKeyAdvice())
 	if err != nil {
 		var diags config.Diagnostics
 		if errors.As(err, &diags) {

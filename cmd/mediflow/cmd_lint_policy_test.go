@@ -32,6 +32,7 @@ func lintPolicyFile(t *testing.T, class string, mode dataclass.Mode, reason stri
 		fmt.Fprintf(&b, "            waiver:\n              reason: %q\n", reason)
 	}
 	b.WriteString("apps:\n  - name: a1\n    key: {env: A1_KEY}\n    practices: [p1]\n")
+	b.WriteString("store:\n  secret_key: {env: STORE_KEY}\n")
 	file := filepath.Join(t.TempDir(), "mediflow.yaml")
 	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
 		t.Fatal(err)
@@ -46,8 +47,11 @@ func lintPolicyFile(t *testing.T, class string, mode dataclass.Mode, reason stri
 func TestLintSyncPolicies(t *testing.T) {
 	const reason = "read by the monthly report only"
 	getenv := func(k string) string {
-		if k == "A1_KEY" {
+		switch k {
+		case "A1_KEY":
 			return strings.Repeat("k", 40)
+		case "STORE_KEY":
+			return strings.Repeat("5e", 32)
 		}
 		return ""
 	}

@@ -50,6 +50,7 @@ func TestLintBadExample(t *testing.T) {
 	wants := []struct {
 		pos, sev, msg, hint string
 	}{
+		{"3:1", "warning", "`store.secret_key` is not set: apps cannot register webhooks", "openssl rand -hex 32"},
 		{"4:11", "warning", "listen on `0.0.0.0`, which is not a loopback address", "keep 127.0.0.1"},
 		{"6:10", "error", "unknown level `verbose`", "use `debug`, `info`, `warn` or `error`"},
 		{"8:9", "error", "invalid practice id `Sunrise Family`", "lowercase letters, digits and `-`"},
@@ -102,11 +103,11 @@ func TestLintExample(t *testing.T) {
 
 	// Without its secrets: ok with --no-secrets (warnings), failing without it.
 	code, out, _ := lintRun(t, nil, "lint", "--no-secrets", example)
-	if code != 0 || !strings.HasSuffix(out, example+": ok (4 warnings)\n") || strings.Count(out, ": warning: ") != 4 {
+	if code != 0 || !strings.HasSuffix(out, example+": ok (5 warnings)\n") || strings.Count(out, ": warning: ") != 5 {
 		t.Errorf("--no-secrets: exit %d\n%s", code, out)
 	}
 	code, out, _ = lintRun(t, nil, "lint", example)
-	if code != 1 || strings.Count(out, ": error: ") != 4 || strings.Contains(out, ": ok") {
+	if code != 1 || strings.Count(out, ": error: ") != 5 || strings.Contains(out, ": ok") {
 		t.Errorf("without secrets: exit %d\n%s", code, out)
 	}
 	code, _, _ = lintRun(t, nil, "lint", "--no-secrets", "--strict", example)
@@ -144,7 +145,8 @@ func TestLintExample(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "keys", "analytics.apikey"), []byte(strings.Repeat("a", 40)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	vars := map[string]string{"LAKESIDE_PRIVATE_KEY": string(ecPEM), "SCHEDULER_AI_KEY": strings.Repeat("s", 40)}
+	vars := map[string]string{"LAKESIDE_PRIVATE_KEY": string(ecPEM), "SCHEDULER_AI_KEY": strings.Repeat("s", 40),
+		"MEDIFLOW_SECRET_KEY": strings.Repeat("5e", 32)}
 	code, out, stderr := lintRun(t, func(k string) string { return vars[k] }, "lint", "--strict", file)
 	if code != 0 || out != file+": ok\n" || stderr != "" {
 		t.Errorf("with secrets: exit %d\nstdout: %s\nstderr: %s", code, out, stderr)
@@ -176,10 +178,11 @@ func TestLintJSON(t *testing.T) {
 	if len(results) != 2 || results[0].File != example || !results[0].OK || results[1].File != bad || results[1].OK {
 		t.Fatalf("results = %+v", results)
 	}
-	if len(results[0].Diagnostics) != 4 {
-		t.Errorf("example: %d diagnostics, want 4 warnings", len(results[0].Diagnostics))
+	// The example's five secrets are not checked: a warning each.
+	if len(results[0].Diagnostics) != 5 {
+		t.Errorf("example: %d diagnostics, want 5 warnings", len(results[0].Diagnostics))
 	}
-	first := results[1].Diagnostics[0]
+	first := results[1].Diagnostics[1] // [0] is the missing store.secret_key
 	if first.File != bad || first.Line != 4 || first.Col != 11 || first.Severity != "warning" || first.Hint == "" {
 		t.Errorf("first diagnostic of bad.yaml = %+v", first)
 	}

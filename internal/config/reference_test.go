@@ -140,7 +140,8 @@ func TestExampleIsClean(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "keys", "analytics.apikey"), []byte(strings.Repeat("9", 64)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	getenv := env(map[string]string{"LAKESIDE_PRIVATE_KEY": string(lakeside), "SCHEDULER_AI_KEY": strings.Repeat("s", 48)})
+	getenv := env(map[string]string{"LAKESIDE_PRIVATE_KEY": string(lakeside), "SCHEDULER_AI_KEY": strings.Repeat("s", 48),
+		"MEDIFLOW_SECRET_KEY": strings.Repeat("5e", 32)})
 	cfg, err = Load(filepath.Join(dir, "mediflow.yaml"), getenv)
 	if err != nil {
 		t.Fatalf("Load with secrets: %v", err)
