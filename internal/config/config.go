@@ -78,6 +78,9 @@ type Writeback struct {
 	// Lease is how long an engine holds an intent it is writing; after a
 	// crash the intent is taken up again when it runs out.
 	Lease time.Duration
+	// Concurrency bounds the intents written at once to the practice's
+	// EHR (practices sharing a FHIR base URL share the smallest bound).
+	Concurrency int
 }
 
 // WritebackHL7 is the MLLP receiver of a practice's HL7 v2 write-back
@@ -164,6 +167,9 @@ type Connection struct {
 	BulkGroup string
 	// Reconcile is the interval of reconciliation sweeps (0: none).
 	Reconcile time.Duration
+	// V1BaseURL is athenahealth's v1 API root (without the practice id),
+	// for write-back; "" derives it from BaseURL.
+	V1BaseURL string
 }
 
 // Subscription is one FHIR topic-based subscription (Subscriptions R5

@@ -316,6 +316,11 @@ var connectionObject = &object{
 		{key: "base_url", kind: kindURL, required: true,
 			doc: "FHIR R4 base URL (the one that serves `/metadata`).",
 			at:  ref(func(c *Connection) any { return &c.BaseURL })},
+		{key: "v1_base_url", kind: kindURL, when: &cond{"vendor", "athenahealth"},
+			defDoc: "`base_url` with its `/fhir/…` path replaced by `/v1`",
+			doc: "athenahealth only: the root of athenahealth's v1 API, without the practice id (e.g. `https://api.platform.athenahealth.com/v1`). " +
+				"Write-back books, reschedules and cancels appointments through it, with the connection's token; see [docs/writeback.md](writeback.md#vendor-rest-channel-athenahealth).",
+			at: ref(func(c *Connection) any { return &c.V1BaseURL })},
 		{key: "auth", kind: kindObject, required: true, obj: authObject,
 			doc: "Authentication; see below.",
 			at:  ref(func(c *Connection) any { return &c.Auth })},
@@ -450,6 +455,9 @@ var writebackObject = &object{
 		{key: "lease", kind: kindDuration, def: "2m", minDur: 5 * time.Second, maxDur: time.Hour,
 			doc: "How long the engine holds an intent while writing it; one attempt is cut at three quarters of it (and retried later, looking for the record first). After a crash the intents it held, and the later ones of the same patients, resume when it runs out. The engine uses the smallest lease of its practices.",
 			at:  ref(func(w *Writeback) any { return &w.Lease })},
+		{key: "concurrency", kind: kindInt, def: "8", min: 1, max: 64,
+			doc: "How many intents are written to the practice's EHR at once (one request each in flight: a write, its search or its read-back); a patient never has more than one. Practices whose first connections share a `base_url` share one EHR and the smallest of their values. Raise it only as far as the EHR allows: its rate limits still apply (a 429 is retried after its `Retry-After`). The engine writes at most 32 intents at once over all practices, or the largest `concurrency` when higher.",
+			at:  ref(func(w *Writeback) any { return &w.Concurrency })},
 		{key: "hl7", kind: kindObject, obj: writebackHL7Object, optional: true,
 			doc: "The practice's HL7 v2 interface for write-back; see below. Without it, intents the vendor's FHIR API does not take are refused.",
 			at:  ref(func(w *Writeback) any { return &w.HL7 })},
@@ -460,8 +468,8 @@ var writebackHL7Object = &object{
 	name: "writeback HL7 destination",
 	path: "practices[].writeback.hl7",
 	doc: "An MLLP receiver at the EHR (its HL7 v2 interface engine) for the intents the vendor's write contract cannot take over FHIR: " +
-		"notes as MDM^T02, bookings as SIU^S12, cancellations as SIU^S15, charges as DFT^P03. Each message is stored before it is sent, " +
-		"carries the intent id as its control id (MSH-10) on every resend, and the receiver's ACK confirms (AA) or rejects (AE/AR) the intent " +
+		"notes as MDM^T02, bookings as SIU^S12, reschedules as SIU^S13, cancellations as SIU^S15, charges as DFT^P03. Each message is stored before it is sent, " +
+		"carries the same 20-character control id (MSH-10), derived from the intent id, on every resend, and the receiver's ACK confirms (AA) or rejects (AE/AR) the intent " +
 		"(see [docs/writeback.md](writeback.md#hl7-v2-channel)).",
 	notes: []string{
 		"Messages to the destination are sent one at a time, in order; one without an ACK holds the ones behind it until it is acknowledged or, with `max_rounds`, given up.",

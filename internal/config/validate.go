@@ -143,6 +143,10 @@ func (p *parser) validateConnection(c *Connection, path string) {
 				"connection `%s` sends unauthenticated requests to %s", c.Name, u.Hostname())
 		}
 	}
+	if u, err := url.Parse(c.V1BaseURL); err == nil && c.V1BaseURL != "" && !p.bad[path+".v1_base_url"] && u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		p.warnf(p.at(path+".v1_base_url"), "use the https URL of the endpoint",
+			"`v1_base_url` uses plain http to %s: tokens and patient data would travel unencrypted", u.Hostname())
+	}
 
 	classes := map[string]string{}
 	for k := range c.Sync {

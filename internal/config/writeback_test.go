@@ -50,3 +50,35 @@ func TestWritebackFindings(t *testing.T) {
 		})
 	}
 }
+
+func TestWritebackConcurrency(t *testing.T) {
+	with := func(extra string) string {
+		return strings.Replace(valid, "apps:\n", "    writeback:\n      enabled: true\n"+extra+"apps:\n", 1)
+	}
+	cfg, diags := parse(t, with(""))
+	if cfg == nil || len(diags) != 0 {
+		t.Fatalf("diags %v", diags)
+	}
+	if got := cfg.Practices[0].Writeback.Concurrency; got != 8 {
+		t.Errorf("default concurrency %d, want 8", got)
+	}
+	cfg, diags = parse(t, with("      concurrency: 16\n"))
+	if cfg == nil || len(diags) != 0 {
+		t.Fatalf("diags %v", diags)
+	}
+	if got := cfg.Practices[0].Writeback.Concurrency; got != 16 {
+		t.Errorf("concurrency %d, want 16", got)
+	}
+	for _, bad := range []string{"0", "65", "many"} {
+		_, diags := parse(t, with("      concurrency: "+bad+"\n"))
+		found := false
+		for _, d := range diags {
+			if d.Severity == SeverityError && strings.Contains(d.Message, "concurrency") {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("concurrency: %s: no error about it in %v", bad, diags)
+		}
+	}
+}

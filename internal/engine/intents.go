@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/api"
@@ -39,6 +40,12 @@ import (
 // the engine's store (destination name "writeback"), which Intents.Run
 // runs next to the outbox. PID is built from the patient read through the
 // practice's FHIR connection.
+//
+// A practice on athenahealth also gets athenahealth's v1 API
+// (writeback.VendorRESTTarget) for the appointment intents its contract
+// routes to the vendor-rest channel: at the connection's v1_base_url, or
+// its FHIR base with the /fhir/… path replaced by /v1, called with the
+// connection's HTTP client and SMART token source.
 
 // IntentStatusEvent is the type of the app event sent on every status
 // change of an intent.
@@ -148,6 +155,9 @@ func (e *Engine) buildIntents(opts Options) error {
 		}
 		targets[p.ID] = &writeTarget{conn: conn, contract: ct, set: set}
 		tgt := writeback.Target{FHIR: conn.client, Support: ct.Support, MapIn: mapIn}
+		if tgt.VendorREST, err = e.vendorRESTTarget(p, conn, ct); err != nil {
+			return fmt.Errorf("engine: practice %s write-back: %w", p.ID, err)
+		}
 		if withHL7 {
 			tgt.HL7 = &writeback.HL7Target{Sender: sender, Destination: WritebackHL7Destination, Messages: ms,
 				Encoder: fhirv2.Options{SendingApplication: "MEDIFLOW", SendingFacility: p.ID, Now: e.now}}
@@ -167,13 +177,25 @@ func (e *Engine) buildIntents(opts Options) error {
 			lease = p.Writeback.Lease
 		}
 	}
+	// Each practice's writeback.concurrency bounds the writes to its EHR;
+	// the outbox as a whole runs its default, or the largest of them.
+	ehrConcurrency := map[string]int{}
+	concurrency := writeback.DefaultConcurrency
+	for _, p := range e.cfg.Practices {
+		if p.Writeback.Enabled && p.Writeback.Concurrency > 0 {
+			ehrConcurrency[p.ID] = p.Writeback.Concurrency
+			concurrency = max(concurrency, p.Writeback.Concurrency)
+		}
+	}
 	ob, err = writeback.New(writeback.Options{
-		Store:    e.store,
-		Targets:  outTargets,
-		Logger:   e.log,
-		Now:      e.now,
-		Lease:    lease,
-		OnStatus: w.statusChanged,
+		Store:          e.store,
+		Targets:        outTargets,
+		Logger:         e.log,
+		Now:            e.now,
+		Lease:          lease,
+		Concurrency:    concurrency,
+		EHRConcurrency: ehrConcurrency,
+		OnStatus:       w.statusChanged,
 	})
 	if err != nil {
 		return fmt.Errorf("engine: write-back: %w", err)
@@ -181,6 +203,62 @@ func (e *Engine) buildIntents(opts Options) error {
 	w.ob = ob
 	e.wb = w
 	return nil
+}
+
+// vendorRESTTarget is the athenahealth v1 API of a practice whose write
+// contract routes intents to the vendor-rest channel (nil for any other):
+// v1_base_url, or the connection's FHIR base with its /fhir/… path
+// replaced by /v1, with the connection's HTTP client, token source,
+// timeout and the practice's mapping time zone. A base that cannot be
+// derived is logged, and those intents are refused at submission.
+func (e *Engine) vendorRESTTarget(p config.Practice, conn *connection, ct *contract.Contract) (*writeback.VendorRESTTarget, error) {
+	uses := false
+	for _, s := range ct.Supports() {
+		uses = uses || (s.Supported && s.Channel == contract.ChannelVendorREST)
+	}
+	if !uses || conn.cfg.Vendor != contract.VendorAthenahealth {
+		return nil, nil
+	}
+	base := conn.cfg.V1BaseURL
+	if base == "" {
+		var ok bool
+		if base, ok = athenaV1Base(conn.cfg.BaseURL); !ok {
+			e.log.Warn("write-back: the athenahealth v1 API base cannot be derived from base_url; set v1_base_url, "+
+				"until then appointment intents are refused", "practice", p.ID, "connection", conn.cfg.Name)
+			return nil, nil
+		}
+	}
+	loc, err := p.Mapping.Location()
+	if err != nil {
+		return nil, fmt.Errorf("mapping time zone: %w", err)
+	}
+	v := &writeback.VendorRESTTarget{BaseURL: base, PracticeID: conn.cfg.PracticeID, HTTPClient: conn.hc,
+		Timeout: conn.cfg.Timeout, Location: loc}
+	if conn.tokens != nil { // not a typed nil in the interface
+		v.Tokens = conn.tokens
+	}
+	return v, nil
+}
+
+// athenaV1Base derives athenahealth's v1 API root from its FHIR base: the
+// path up to its last "/fhir" segment, then "/v1"
+// (https://api.platform.athenahealth.com/fhir/r4 →
+// https://api.platform.athenahealth.com/v1; the simulator's
+// {root}/{tenant}/fhir/r4 → {root}/{tenant}/v1).
+func athenaV1Base(fhirBase string) (string, bool) {
+	u, err := url.Parse(fhirBase)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+	for i := len(segs) - 1; i >= 0; i-- {
+		if strings.EqualFold(segs[i], "fhir") {
+			u.Path = "/" + strings.Join(append(segs[:i:i], "v1"), "/")
+			u.RawQuery, u.Fragment, u.RawPath = "", "", ""
+			return u.String(), true
+		}
+	}
+	return "", false
 }
 
 // loadWriteSet loads the mapping Set of a practice's connection when the
@@ -198,9 +276,10 @@ func loadWriteSet(cfg *config.Config, p config.Practice, conn string, fsys fs.FS
 
 // writeScopes are what write-back adds to a connection's default scopes:
 // create, read, update and search of every resource type the practice's
-// write contract writes over FHIR. None unless the connection is the first
-// of a practice with write-back on (or the vendor has no contract: the
-// start then fails in buildIntents).
+// write contract writes over FHIR or, with the same token, through the
+// vendor's own API (athenahealth's v1 appointments). None unless the
+// connection is the first of a practice with write-back on (or the vendor
+// has no contract: the start then fails in buildIntents).
 func (e *Engine) writeScopes(practice string, cc config.Connection) []string {
 	var p *config.Practice
 	for i := range e.cfg.Practices {
@@ -217,7 +296,8 @@ func (e *Engine) writeScopes(practice string, cc config.Connection) []string {
 	}
 	var types []string
 	for _, s := range ct.Supports() {
-		if s.Supported && s.Channel == contract.ChannelFHIR && s.ResourceType != "" && !slices.Contains(types, s.ResourceType) {
+		api := s.Channel == contract.ChannelFHIR || s.Channel == contract.ChannelVendorREST
+		if s.Supported && api && s.ResourceType != "" && !slices.Contains(types, s.ResourceType) {
 			types = append(types, s.ResourceType)
 		}
 	}

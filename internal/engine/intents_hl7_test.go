@@ -19,11 +19,13 @@ import (
 	"github.com/mediflow/mediflow/internal/store"
 	"github.com/mediflow/mediflow/internal/writeback"
 	"github.com/mediflow/mediflow/internal/writeback/contract"
+	"github.com/mediflow/mediflow/internal/writeback/hl7out"
 )
 
 // TestEngineWritesChargesOverHL7: with writeback.hl7, a charge (which no
 // vendor takes over FHIR) is accepted, sent to the MLLP destination as a
-// DFT^P03 whose MSH-10 is the intent id, and confirmed by the AA.
+// DFT^P03 whose MSH-10 is the control id derived from the intent id
+// (hl7out.ControlID), and confirmed by the AA.
 func TestEngineWritesChargesOverHL7(t *testing.T) {
 	s := startGenericSim(t)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -139,7 +141,7 @@ apps:
 	}
 	mu.Lock()
 	defer mu.Unlock()
-	if len(got) != 1 || got[0] != "DFT^P03 "+in.ID {
-		t.Errorf("the destination received %q, want one DFT^P03 with control id %s", strings.Join(got, ", "), in.ID)
+	if want := "DFT^P03 " + hl7out.ControlID(in.ID); len(got) != 1 || got[0] != want {
+		t.Errorf("the destination received %q, want %q", strings.Join(got, ", "), want)
 	}
 }

@@ -212,6 +212,23 @@ func (t *tenant) compileCriteria(rt string, params []store.SearchParam) (*criter
 	return crit, nil
 }
 
+// identifierKey returns the "system|value" of a search's identifier
+// parameter when it names exactly one identifier (system and value, no
+// modifier), so the store can look it up instead of scanning; "" otherwise.
+func identifierKey(params []store.SearchParam) string {
+	for _, p := range params {
+		if p.Name != "identifier" || len(p.Values) != 1 {
+			continue
+		}
+		v := p.Values[0]
+		sys, val, ok := strings.Cut(v, "|")
+		if ok && sys != "" && val != "" && !strings.ContainsAny(v, "\\,") && !strings.Contains(val, "|") {
+			return v
+		}
+	}
+	return ""
+}
+
 func badRequest(msg string) *flavor.Problem {
 	return &flavor.Problem{Kind: flavor.BadRequest, Diagnostics: msg}
 }
@@ -321,9 +338,10 @@ func (t *tenant) serveSearch(c *call) {
 	}
 	snapshotAt := t.store.Now()
 	vs := t.store.Snapshot(c.rt, simstore.Query{
-		Range: crit.rng,
-		Desc:  len(ctl.Sort) == 1 && ctl.Sort[0] == "-_lastUpdated",
-		Match: crit.match,
+		Range:      crit.rng,
+		Desc:       len(ctl.Sort) == 1 && ctl.Sort[0] == "-_lastUpdated",
+		Match:      crit.match,
+		Identifier: identifierKey(params),
 	})
 	if prob := t.fl.CheckSearch(c.rt, params, len(vs), t.cfg.Strict); prob != nil {
 		t.problem(c.w, *prob, nil)

@@ -75,10 +75,12 @@ const athenaApptTypeSystem = "urn:mediflow:sim:athenahealth:appointmenttypeid"
 const athenaDefaultLimit = 20
 
 // athenaFieldLimits are the documented longer fields (lastname 30,
-// addresses 100); email and the notes are our choice (unconfirmed).
+// addresses 100); email, the notes and the free-text reasons are our
+// choice (unconfirmed).
 var athenaFieldLimits = map[string]int{
 	"lastname": 30, "address1": 100, "address2": 100,
 	"email": 100, "bookingnote": 500, "insurancenote": 500,
+	"cancellationreason": 500, "reschedulereason": 500,
 }
 
 // athenaError answers v1's error shape: {"error": "...", "detailedmessage": "..."}.
@@ -143,6 +145,23 @@ func (t *tenant) serveAthenaV1(w http.ResponseWriter, r *http.Request, p string)
 		default:
 			w.Header().Set("Allow", "GET, POST")
 			athenaError(w, http.StatusMethodNotAllowed, "Method not allowed.", "", nil)
+		}
+	case len(parts) == 4 && parts[1] == "appointments" && (parts[3] == "reschedule" || parts[3] == "cancel"):
+		if !isDigits(parts[2]) {
+			athenaError(w, http.StatusNotFound, "The appointment ID is invalid.", "", nil)
+			return
+		}
+		if r.Method != http.MethodPut {
+			w.Header().Set("Allow", "PUT")
+			athenaError(w, http.StatusMethodNotAllowed, "Method not allowed.", "", nil)
+			return
+		}
+		if c := t.vendorCall(w, r, "Appointment", 'u', unauthorized); c != nil {
+			if parts[3] == "reschedule" {
+				t.athenaReschedule(c, practice, parts[2])
+			} else {
+				t.athenaCancel(c, practice, parts[2])
+			}
 		}
 	case len(parts) == 3 && parts[1] == "appointments":
 		if !isDigits(parts[2]) {
@@ -362,6 +381,9 @@ func athenaAppointment(id string, o *gen.Obj) map[string]any {
 				out["appointmenttypeid"] = cd.Str("code")
 			}
 		}
+	}
+	if to := athenaRescheduledTo(o); to != "" {
+		out["rescheduledappointmentid"] = to
 	}
 	return out
 }

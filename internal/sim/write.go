@@ -356,7 +356,7 @@ func (t *tenant) matchCondition(rt, cond string) ([]string, *flavor.Problem) {
 		return nil, prob
 	}
 	var ids []string
-	for _, v := range t.store.Snapshot(rt, simstore.Query{Range: crit.rng, Match: crit.match}) {
+	for _, v := range t.store.Snapshot(rt, simstore.Query{Range: crit.rng, Match: crit.match, Identifier: identifierKey(params)}) {
 		ids = append(ids, v.ID)
 	}
 	return ids, nil

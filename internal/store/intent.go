@@ -111,6 +111,25 @@ type IntentUpdate struct {
 	Rejection                   string   // replaces
 	Differences                 []string // replaces
 	At                          time.Time
+	// Exchanges and Audit are appended to the attempts log and the audit
+	// trail in the same transaction as the update, and whether or not the
+	// update applies (they happened either way): an executor records the
+	// exchanges that led to a status change with it, in one write.
+	Exchanges []IntentAttempt
+	Audit     []AuditEvent
+}
+
+// IntentChange is one update of UpdateIntents.
+type IntentChange struct {
+	Practice, ID string
+	Update       IntentUpdate
+}
+
+// IntentChanged is the result of one IntentChange: what UpdateIntent
+// would have returned for it.
+type IntentChanged struct {
+	Intent Intent
+	Err    error
 }
 
 // IntentClaim is what ClaimIntents found.
@@ -163,6 +182,11 @@ type IntentAttempt struct {
 //
 // Claims are leases: ClaimIntents moves a head's NextAttempt to the end of
 // the lease, so a claim lost in a crash is claimed again when it ends.
+//
+// Cost: a claim reads and writes only the heads it claims (plus one), not
+// the backlog; executors bundle the exchanges of a step with its status
+// change (IntentUpdate.Exchanges, Audit) or record them in one write
+// (RecordIntentAttempts).
 type IntentStore interface {
 	// CreateIntent stores a new intent (Status accepted, due at
 	// NextAttempt or now) unless the practice and app already have one with
@@ -185,12 +209,25 @@ type IntentStore interface {
 	// UpdateIntent records an executor's progress on a claimed, open
 	// intent; see IntentUpdate. It returns the intent as stored.
 	UpdateIntent(ctx context.Context, practice, id string, u IntentUpdate) (Intent, error)
-	// ReplayIntent makes a replayable intent accepted again, due at now,
-	// with its attempts, FirstAttempt, Rejection and BaseVersion cleared (a
-	// replayed update applies to the EHR's version of the moment).
+	// UpdateIntents applies changes in order, each as UpdateIntent would,
+	// in one transaction when it can (executors' updates made at the same
+	// moment share one commit), and returns one result per change: one
+	// change's failure does not undo the others.
+	UpdateIntents(ctx context.Context, cs []IntentChange) []IntentChanged
+	// ReplayIntent makes a replayable intent accepted again, with its
+	// attempts, FirstAttempt, Rejection and BaseVersion cleared (a replayed
+	// update applies to the EHR's version of the moment), at its Seq's place
+	// in its queue. It is due at now, except when it goes before a later
+	// intent of its queue that was already claimed (which may still be
+	// executing): then it is due no earlier than that intent's NextAttempt
+	// (the end of its lease, or its next retry), so the two never run at
+	// once.
 	ReplayIntent(ctx context.Context, practice, id string, now time.Time) (Intent, error)
 	// AppendIntentAttempts appends exchanges to the attempts log.
 	AppendIntentAttempts(ctx context.Context, practice string, as ...IntentAttempt) error
+	// RecordIntentAttempts appends exchanges to the attempts log and events
+	// (each of the practice) to the audit trail, all in one transaction.
+	RecordIntentAttempts(ctx context.Context, practice string, as []IntentAttempt, events []AuditEvent) error
 	// ListIntentAttempts lists an intent's exchanges, oldest first.
 	ListIntentAttempts(ctx context.Context, practice, intentID string) ([]IntentAttempt, error)
 }

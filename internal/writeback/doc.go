@@ -11,9 +11,12 @@
 // with ErrKeyReused). Before accepting, Submit runs the caller's Validate
 // (the API passes the write contract's checks) and asks the practice's
 // contract (Target.Support) whether the intent is supported and through
-// which channel. This package executes the FHIR REST channel, and the HL7
-// v2 channel when the practice's Target has an HL7 destination (hl7.go):
-// the message (MSH-10 = the intent id) is stored in the hl7out Sender's
+// which channel. This package executes the FHIR REST channel; the
+// athenahealth v1 API for appointments when the practice's Target has a
+// VendorREST path (vendorrest.go: no ETag or idempotency key there, so an
+// appointment is read back before any write is retried); and the HL7 v2
+// channel when the practice's Target has an HL7 destination (hl7.go):
+// the message (MSH-10 = hl7out.ControlID of the intent id) is stored in the hl7out Sender's
 // queue, the intent is sent, and the receiver's ACK confirms it (AA, CA)
 // or rejects it (AE, AR, with a staff message from the ERR codes); a
 // message the destination gives up makes the intent dead.

@@ -58,6 +58,11 @@ type exec struct {
 	tgt Target
 	sup contract.Support
 	in  store.Intent // as stored (updated by markSent)
+	// log and audit are the exchanges recorded and not yet written (see
+	// record): they go with the next status change, or alone before the
+	// next request.
+	log   []store.IntentAttempt
+	audit []store.AuditEvent
 }
 
 // finalWriteTimeout bounds recording an outcome after ctx ended.
@@ -82,6 +87,9 @@ func (e *exec) work(ctx context.Context) *decision {
 	e.sup = e.tgt.Support(contract.Intent(e.in.Kind))
 	if e.sup.Supported && e.sup.Channel == contract.ChannelHL7 && e.tgt.HL7 != nil {
 		return e.hl7(ctx)
+	}
+	if e.sup.Supported && e.sup.Channel == contract.ChannelVendorREST && e.tgt.VendorREST != nil {
+		return e.vendorREST(ctx)
 	}
 	if !e.sup.Supported || e.sup.Channel != contract.ChannelFHIR || e.tgt.FHIR == nil {
 		reason := e.sup.Reason
@@ -192,6 +200,7 @@ func (e *exec) lookForCreate(ctx context.Context) *decision {
 // version, "" when there is none, or a decision when the search failed.
 func (e *exec) find(ctx context.Context) (id, version string, d *decision) {
 	params := url.Values{"identifier": {IdentifierSystem + "|" + e.in.ID}}
+	e.flush(ctx)
 	start := time.Now()
 	page, err := e.tgt.FHIR.Search(ctx, e.in.TargetType, params)
 	a := store.IntentAttempt{Step: "search", Method: http.MethodGet, Path: e.path(e.in.TargetType, ""), Took: time.Since(start)}
@@ -334,6 +343,7 @@ func (e *exec) stale(res *fhirrest.WriteResult) bool {
 
 // read reads a record: its body and version, or a decision.
 func (e *exec) read(ctx context.Context, id, step string) ([]byte, string, *decision) {
+	e.flush(ctx)
 	start := time.Now()
 	res, err := e.tgt.FHIR.Read(ctx, e.in.TargetType, id)
 	a := store.IntentAttempt{Step: step, Method: http.MethodGet, Path: e.path(e.in.TargetType, id), Took: time.Since(start)}
@@ -414,6 +424,7 @@ func (e *exec) write(ctx context.Context, step string, w fhirrest.WriteRequest) 
 	if w.ContentType != "" {
 		hdr["Content-Type"] = w.ContentType
 	}
+	e.flush(ctx)
 	start := time.Now()
 	res, err := e.tgt.FHIR.Write(ctx, w)
 	a := store.IntentAttempt{Step: step, Method: w.Method, Path: e.path(w.ResourceType, w.ID), Headers: hdr, BodyHash: bodyHash(w.Body),
@@ -544,20 +555,15 @@ func (e *exec) path(resourceType, id string) string {
 	return p
 }
 
-// record appends an exchange to the attempts log and the audit trail. A
-// failure to record is logged; the round goes on (the EHR has seen the
-// request either way).
+// record notes an exchange for the attempts log and the audit trail. The
+// note is written with the round's next status change (markSent, finish:
+// one store write for the step) or, when another request comes first,
+// just before it (flush), so every exchange is stored before the next one
+// is made; an exchange's record is never lost to a claim that is gone, and
+// a failure to write is logged while the round goes on (the EHR has seen
+// the request either way).
 func (e *exec) record(ctx context.Context, a store.IntentAttempt) {
 	a.Practice, a.IntentID, a.Attempt, a.At = e.in.Practice, e.in.ID, e.in.Attempts, e.o.opts.Now().UTC()
-	rctx := ctx
-	if ctx.Err() != nil {
-		var cancel context.CancelFunc
-		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalWriteTimeout)
-		defer cancel()
-	}
-	if err := e.o.st.AppendIntentAttempts(rctx, e.in.Practice, a); err != nil {
-		e.o.log.Error("writeback: cannot record an exchange", "practice", e.in.Practice, "intent", e.in.ID, "error", err.Error())
-	}
 	entity := e.in.TargetType
 	if id := e.in.ExternalID; id != "" {
 		entity += "/" + id
@@ -571,11 +577,39 @@ func (e *exec) record(ctx context.Context, a store.IntentAttempt) {
 	case a.Status < 200 || a.Status >= 300:
 		outcome = "error"
 	}
-	ev := store.AuditEvent{Practice: e.in.Practice, Time: a.At, Actor: "app:" + e.in.App, Action: "write", Entity: entity, Outcome: outcome,
-		Detail: fmt.Sprintf("intent %s attempt %d %s: %s %s -> %d %s", e.in.ID, a.Attempt, a.Step, a.Method, a.Path, a.Status, a.Outcome)}
-	if err := e.o.st.Audit(rctx, ev); err != nil {
-		e.o.log.Error("writeback: cannot audit an exchange", "practice", e.in.Practice, "intent", e.in.ID, "error", err.Error())
+	if len(e.log) > 0 {
+		// A caller that did not flush before its request: the earlier
+		// exchange is written now.
+		e.flush(ctx)
 	}
+	e.log = append(e.log, a)
+	e.audit = append(e.audit, store.AuditEvent{Practice: e.in.Practice, Time: a.At, Actor: "app:" + e.in.App, Action: "write", Entity: entity,
+		Outcome: outcome, Detail: fmt.Sprintf("intent %s attempt %d %s: %s %s -> %d %s", e.in.ID, a.Attempt, a.Step, a.Method, a.Path, a.Status, a.Outcome)})
+}
+
+// flush writes the exchanges recorded and not yet written, in one store
+// write (even after ctx ended: they happened).
+func (e *exec) flush(ctx context.Context) {
+	if len(e.log) == 0 && len(e.audit) == 0 {
+		return
+	}
+	rctx := ctx
+	if ctx.Err() != nil {
+		var cancel context.CancelFunc
+		rctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), finalWriteTimeout)
+		defer cancel()
+	}
+	log, audit := e.takeLog()
+	if err := e.o.st.RecordIntentAttempts(rctx, e.in.Practice, log, audit); err != nil {
+		e.o.log.Error("writeback: cannot record exchanges", "practice", e.in.Practice, "intent", e.in.ID, "error", err.Error())
+	}
+}
+
+// takeLog hands over the exchanges not yet written.
+func (e *exec) takeLog() ([]store.IntentAttempt, []store.AuditEvent) {
+	log, audit := e.log, e.audit
+	e.log, e.audit = nil, nil
+	return log, audit
 }
 
 // markSent records that the EHR holds the write; the round goes on to
@@ -586,8 +620,9 @@ func (e *exec) markSent(ctx context.Context, id, version string) *decision {
 	// it spares the next round a search.
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finalWriteTimeout)
 	defer cancel()
-	in, err := e.o.st.UpdateIntent(sctx, e.in.Practice, e.in.ID, store.IntentUpdate{Attempt: e.in.Attempts, Status: store.IntentSent,
-		ExternalID: id, ExternalVersion: version, At: e.o.opts.Now()})
+	u := store.IntentUpdate{Attempt: e.in.Attempts, Status: store.IntentSent, ExternalID: id, ExternalVersion: version, At: e.o.opts.Now()}
+	u.Exchanges, u.Audit = e.takeLog()
+	in, err := e.o.updateIntent(sctx, e.in.Practice, e.in.ID, u)
 	if err != nil {
 		if !errors.Is(err, store.ErrIntentState) {
 			e.o.log.Error("writeback: cannot record a sent intent; it is looked for again after its lease", "practice", e.in.Practice,
@@ -603,6 +638,7 @@ func (e *exec) markSent(ctx context.Context, id, version string) *decision {
 // finish stores the round's decision.
 func (e *exec) finish(ctx context.Context, d *decision) {
 	if d.kind == decideLost {
+		e.flush(ctx)
 		return
 	}
 	now := e.o.opts.Now()
@@ -642,7 +678,8 @@ func (e *exec) finish(ctx context.Context, d *decision) {
 		defer cancel()
 	}
 	from := e.in.Status
-	in, err := e.o.st.UpdateIntent(rctx, e.in.Practice, e.in.ID, u)
+	u.Exchanges, u.Audit = e.takeLog()
+	in, err := e.o.updateIntent(rctx, e.in.Practice, e.in.ID, u)
 	if err != nil {
 		if !errors.Is(err, store.ErrIntentState) {
 			e.o.log.Error("writeback: cannot record an outcome; the intent is claimed again after its lease", "practice", e.in.Practice,

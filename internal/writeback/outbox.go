@@ -35,6 +35,10 @@ type Target struct {
 	// HL7, when set, sends the intents the contract routes to
 	// contract.ChannelHL7 (hl7.go); nil: they are refused.
 	HL7 *HL7Target
+	// VendorREST, when set, sends the intents the contract routes to
+	// contract.ChannelVendorREST through the vendor's own API
+	// (vendorrest.go: athenahealth's v1 API); nil: they are refused.
+	VendorREST *VendorRESTTarget
 	// Support says what the practice's write contract allows for an
 	// intent kind (contract.Contract.Support of the practice's vendor and
 	// version).
@@ -110,9 +114,14 @@ type Options struct {
 	// Lease is how long a claimed intent is held (0: 5 min); one execution
 	// round is bounded by three quarters of it.
 	Lease time.Duration
-	// Concurrency bounds the intents executed at once (0: 8); a patient
-	// never has more than one.
+	// Concurrency bounds the intents executed at once over every practice
+	// (0: 32); a patient never has more than one.
 	Concurrency int
+	// EHRConcurrency bounds the intents executed at once against one
+	// practice's EHR, by practice id (absent or 0: DefaultEHRConcurrency,
+	// at most Concurrency). Practices whose targets write to the same FHIR
+	// base URL share one EHR and the smallest of their bounds.
+	EHRConcurrency map[string]int
 	// PollInterval is how often the queues are looked at without a wake-up
 	// (0: 1 s).
 	PollInterval time.Duration
@@ -145,8 +154,11 @@ type Outbox struct {
 	mu      sync.Mutex
 	running bool
 
+	commits commits // intent updates waiting for a batch (commit.go)
+
 	hl7mu   sync.Mutex
 	hl7seen map[string]bool // "practice/intent id" of HL7 outcomes reported (HL7Event)
+	hl7ids  controlIDMemo   // control id → intent id of the HL7 messages queued or looked at
 }
 
 // New checks the options and returns an Outbox.
@@ -176,16 +188,26 @@ func New(opts Options) (*Outbox, error) {
 	opts.SettleDelay = cmpOr(opts.SettleDelay, 30*time.Second)
 	opts.MaxAge = cmpOr(opts.MaxAge, 24*time.Hour)
 	opts.Lease = cmpOr(opts.Lease, 5*time.Minute)
-	opts.Concurrency = cmpOr(opts.Concurrency, 8)
+	opts.Concurrency = cmpOr(opts.Concurrency, DefaultConcurrency)
+	for p, n := range opts.EHRConcurrency {
+		if n < 0 {
+			return nil, fmt.Errorf("writeback: practice %s: negative EHR concurrency", p)
+		}
+	}
 	opts.PollInterval = cmpOr(opts.PollInterval, time.Second)
 	o := &Outbox{opts: opts, st: opts.Store, log: opts.Logger, kickc: make(chan struct{}, 1), hl7c: make(chan hl7out.Event, 256),
-		hl7seen: map[string]bool{}}
+		hl7seen: map[string]bool{}, hl7ids: controlIDMemo{ids: map[string]string{}}}
 	for p, t := range opts.Targets {
 		if p == "" {
 			return nil, errors.New("writeback: empty practice id in targets")
 		}
-		if (t.FHIR == nil && t.HL7 == nil) || t.Support == nil {
-			return nil, fmt.Errorf("writeback: practice %s: a target needs a FHIR client or an HL7 target, and a Support func", p)
+		if (t.FHIR == nil && t.HL7 == nil && t.VendorREST == nil) || t.Support == nil {
+			return nil, fmt.Errorf("writeback: practice %s: a target needs a FHIR client, an HL7 target or a vendor API target, and a Support func", p)
+		}
+		if t.VendorREST != nil {
+			if err := t.VendorREST.validate(p); err != nil {
+				return nil, err
+			}
 		}
 		if t.HL7 != nil {
 			if err := t.HL7.validate(p); err != nil {
@@ -306,6 +328,12 @@ func (o *Outbox) check(ctx context.Context, r Request, sup contract.Support, rt,
 		}
 		return o.checkPolicy(ctx, r, policy)
 	}
+	if sup.Channel == contract.ChannelVendorREST {
+		if err := o.checkVendorREST(r); err != nil {
+			return err
+		}
+		return o.checkPolicy(ctx, r, policy)
+	}
 	if sup.Channel == contract.ChannelFHIR && o.opts.Targets[r.Practice].FHIR == nil {
 		return refused("%s goes through FHIR, and the practice has no FHIR connection for write-back", safeWord(string(r.Kind)))
 	}
@@ -419,7 +447,16 @@ func (o *Outbox) report(in Intent, from, to string) {
 
 // Run executes due intents until ctx ends, then waits for the executions
 // in progress, which hand their intents back (due again after
-// SettleDelay, since a write may be in flight). An Outbox runs once.
+// SettleDelay, since a write may be in flight); intents claimed and not
+// started are handed back due at once. An Outbox runs once.
+//
+// Scheduling: claims are batched and run ahead of the executions. The
+// loop holds at most twice as many intents as it may execute (per EHR and
+// over all): the ones executing and, claimed in advance, the ones that
+// start as soon as a slot frees, so the slots stay busy while the next
+// claim is made. It claims when at least a quarter of what it may hold is
+// free, and fills it. A claim reads only the heads it takes (the store
+// keeps the queue heads in their own index).
 func (o *Outbox) Run(ctx context.Context) error {
 	o.mu.Lock()
 	if o.running {
@@ -428,32 +465,31 @@ func (o *Outbox) Run(ctx context.Context) error {
 	}
 	o.running = true
 	o.mu.Unlock()
+	s := newSchedule(o)
 	var wg sync.WaitGroup
 	defer wg.Wait()
-	done := make(chan string, o.opts.Concurrency)
-	running := 0
+	defer s.handBack(ctx)
+	done := make(chan string, o.opts.Concurrency) // the practice of a finished execution
 	nextLook := map[string]time.Time{}
 	failures := 0
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	start := 0
-	// Claims are batched: a claim lists the head of every patient queue of
-	// a practice, so instead of claiming one intent each time one
-	// finishes, the loop claims when at most half the slots are busy and
-	// fills them all.
-	lowWater := o.opts.Concurrency / 2
 	for {
 		now := o.opts.Now()
 		failed := false
 		for i := range o.practices {
-			if running > lowWater || ctx.Err() != nil {
+			if !s.mayClaim("") || ctx.Err() != nil {
 				break
 			}
 			p := o.practices[(start+i)%len(o.practices)]
+			if !s.mayClaim(p) {
+				continue
+			}
 			if t, ok := nextLook[p]; ok && now.Before(t) {
 				continue
 			}
-			c, err := o.st.ClaimIntents(ctx, p, now, o.opts.Lease, o.opts.Concurrency-running)
+			c, err := o.st.ClaimIntents(ctx, p, now, o.opts.Lease, s.room(p))
 			if err != nil {
 				if ctx.Err() == nil {
 					o.log.Error("writeback: cannot claim intents", "practice", p, "error", err.Error())
@@ -461,33 +497,37 @@ func (o *Outbox) Run(ctx context.Context) error {
 				failed = true
 				continue
 			}
-			for _, in := range c.Intents {
-				running++
-				wg.Go(func() {
-					defer func() { done <- in.Practice }()
-					o.execute(ctx, in)
-				})
-			}
+			s.add(p, c.Intents)
 			next := now.Add(o.opts.PollInterval)
 			if !c.NextDue.IsZero() && c.NextDue.Before(next) {
 				next = c.NextDue
 			}
 			nextLook[p] = next
 		}
+		s.startReady(ctx, func(in Intent) {
+			wg.Go(func() {
+				defer func() { done <- in.Practice }()
+				o.execute(ctx, in)
+			})
+		})
 		if len(o.practices) > 0 {
 			start = (start + 1) % len(o.practices)
 		}
+		// Wait for the earliest look due, of the practices that may claim;
+		// a finished execution wakes the loop for the others.
 		wait := o.opts.PollInterval
 		now = o.opts.Now()
-		for _, p := range o.practices {
-			if t, ok := nextLook[p]; ok {
-				wait = min(wait, max(t.Sub(now), 0))
-			} else {
-				wait = 0
+		if s.mayClaim("") {
+			for _, p := range o.practices {
+				if !s.mayClaim(p) {
+					continue
+				}
+				if t, ok := nextLook[p]; ok {
+					wait = min(wait, max(t.Sub(now), 0))
+				} else {
+					wait = 0
+				}
 			}
-		}
-		if running > lowWater {
-			wait = o.opts.PollInterval // a finished execution wakes us
 		}
 		if failed {
 			failures++
@@ -495,7 +535,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		} else {
 			failures = 0
 		}
-		if wait > 0 || running > lowWater {
+		if wait > 0 {
 			timer.Reset(wait)
 			select {
 			case <-ctx.Done():
@@ -503,7 +543,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 			case <-o.kickc:
 				clear(nextLook)
 			case p := <-done:
-				running--
+				s.finished(p)
 				delete(nextLook, p)
 			case ev := <-o.hl7c:
 				o.nudge(ctx, ev)
@@ -520,7 +560,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		for more := true; more; {
 			select {
 			case p := <-done:
-				running--
+				s.finished(p)
 				delete(nextLook, p)
 			default:
 				more = false

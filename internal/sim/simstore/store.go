@@ -6,8 +6,10 @@
 package simstore
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -86,6 +88,41 @@ type table struct {
 	order  []*record // insertion order
 	log    []logEntry
 	sorted bool
+	// byIdent lists, per identifier ("system|value"), the records a
+	// version of which carried it: nil until the first lookup by
+	// identifier (Query.Identifier) builds it from the log; writes keep it
+	// up to date from then on. Candidates only: a query checks the current
+	// version with its Match.
+	byIdent map[string][]*record
+}
+
+// identifierKeys returns the "system|value" keys of a body's identifiers.
+func identifierKeys(body []byte) []string {
+	var doc struct {
+		Identifier []struct {
+			System string `json:"system"`
+			Value  string `json:"value"`
+		} `json:"identifier"`
+	}
+	if json.Unmarshal(body, &doc) != nil {
+		return nil
+	}
+	keys := make([]string, 0, len(doc.Identifier))
+	for _, id := range doc.Identifier {
+		if id.System != "" && id.Value != "" {
+			keys = append(keys, id.System+"|"+id.Value)
+		}
+	}
+	return keys
+}
+
+// indexIdentifiers adds rec under the identifiers of body.
+func (t *table) indexIdentifiers(rec *record, body []byte) {
+	for _, k := range identifierKeys(body) {
+		if l := t.byIdent[k]; !slices.Contains(l, rec) {
+			t.byIdent[k] = append(l, rec)
+		}
+	}
 }
 
 // Store holds one tenant's resources.
@@ -154,6 +191,9 @@ func (s *Store) appendLocked(t *table, rec *record, v *Version) {
 		t.sorted = false
 	}
 	t.log = append(t.log, logEntry{t: ms, seq: v.seq, v: v, rec: rec})
+	if t.byIdent != nil {
+		t.indexIdentifiers(rec, v.Body)
+	}
 	if ms > s.lastT {
 		s.lastT = ms
 	}
@@ -369,11 +409,20 @@ type Query struct {
 	Desc bool
 	// Match filters versions; nil accepts all.
 	Match func(*Version) bool
+	// Identifier, when set ("system|value"), narrows the versions looked
+	// at to the resources that carry that identifier, found in an index
+	// instead of a scan of the type (Match still decides). A search or a
+	// conditional create by identifier then costs the same however many
+	// resources the type holds.
+	Identifier string
 }
 
 // Snapshot returns the current versions of type rt that match q, in
 // lastUpdated order, as of the moment of the call. The slice is the caller's.
 func (s *Store) Snapshot(rt string, q Query) []*Version {
+	if q.Identifier != "" {
+		return s.snapshotByIdentifier(rt, q)
+	}
 	s.ensureSorted(rt)
 	s.mu.RLock()
 	defer s.mu.RUnlock()
@@ -410,6 +459,48 @@ func (s *Store) Snapshot(rt string, q Query) []*Version {
 			visit(t.log[i])
 		}
 	}
+	return out
+}
+
+// snapshotByIdentifier is Snapshot for a query with an Identifier.
+func (s *Store) snapshotByIdentifier(rt string, q Query) []*Version {
+	s.mu.RLock()
+	t := s.tables[rt]
+	if t != nil && t.byIdent == nil {
+		s.mu.RUnlock()
+		s.mu.Lock()
+		if t.byIdent == nil {
+			t.byIdent = map[string][]*record{}
+			for _, e := range t.log {
+				t.indexIdentifiers(e.rec, e.v.Body)
+			}
+		}
+		s.mu.Unlock()
+		s.mu.RLock()
+	}
+	defer s.mu.RUnlock()
+	if t == nil {
+		return nil
+	}
+	var out []*Version
+	for _, rec := range t.byIdent[q.Identifier] {
+		v := rec.current()
+		ms := v.LastUpdated.UnixMilli()
+		if (q.Range.From != 0 && ms < q.Range.From) || (q.Range.To != 0 && ms >= q.Range.To) {
+			continue
+		}
+		if q.Match != nil && !q.Match(v) {
+			continue
+		}
+		out = append(out, v)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if !a.LastUpdated.Equal(b.LastUpdated) {
+			return a.LastUpdated.Before(b.LastUpdated) != q.Desc
+		}
+		return (a.seq < b.seq) != q.Desc
+	})
 	return out
 }
 

@@ -29,6 +29,9 @@ func runIntent(t *testing.T, open func(t *testing.T) store.Store) {
 		{"IntentLease", testIntentLease},
 		{"IntentUpdate", testIntentUpdate},
 		{"IntentReplay", testIntentReplay},
+		{"IntentReplayBeforeLaterIntent", testIntentReplayBeforeLater},
+		{"IntentRecordAttempts", testIntentRecordAttempts},
+		{"IntentUpdateMany", testIntentUpdateMany},
 		{"IntentListCount", testIntentListCount},
 		{"IntentAttemptsLog", testIntentAttempts},
 		{"IntentTenantIsolation", testIntentTenantIsolation},
@@ -323,6 +326,191 @@ func testIntentReplay(t *testing.T, s store.Store) {
 	}
 }
 
+// testIntentReplayBeforeLater: a replayed intent goes back before the later
+// intents of its patient, but never runs at once with one already claimed.
+func testIntentReplayBeforeLater(t *testing.T, s store.Store) {
+	t0 := ts(0)
+	createIntent(t, s, intent("p1", "i1", "Patient/1", t0))
+	createIntent(t, s, intent("p1", "i2", "Patient/1", t0))
+	createIntent(t, s, intent("p1", "i3", "Patient/1", t0))
+	c := claimIntents(t, s, "p1", t0, time.Minute, 5)
+	updateIntent(t, s, c.Intents[0], store.IntentUpdate{Status: store.IntentRejected})
+	// i2 is claimed (it may be executing) when i1 is replayed: i1 takes
+	// the queue back but is not due before i2's lease ends.
+	c = claimIntents(t, s, "p1", t0.Add(time.Second), time.Minute, 5)
+	if got := claimedIDs(c); !slices.Equal(got, []string{"i2"}) {
+		t.Fatalf("claimed %v, want [i2]", got)
+	}
+	i2 := c.Intents[0]
+	r, err := s.ReplayIntent(ctx(t), "p1", "i1", t0.Add(2*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.NextAttempt.Equal(i2.NextAttempt) || r.Status != store.IntentAccepted {
+		t.Errorf("replayed before a claimed intent: due %v, want %v (the claim's lease end); %s", r.NextAttempt, i2.NextAttempt, r.Status)
+	}
+	if c := claimIntents(t, s, "p1", t0.Add(3*time.Second), time.Minute, 5); len(c.Intents) != 0 || !c.NextDue.Equal(i2.NextAttempt) {
+		t.Errorf("during i2's lease: claimed %v, next due %v", claimedIDs(c), c.NextDue)
+	}
+	// i2's round still ends: its update is taken, and it waits behind i1.
+	i2 = updateIntent(t, s, i2, store.IntentUpdate{Status: store.IntentSending, NextAttempt: t0.Add(4 * time.Second), LastError: "HTTP 503"})
+	c = claimIntents(t, s, "p1", i2.NextAttempt.Add(time.Minute), time.Minute, 5)
+	if got := claimedIDs(c); !slices.Equal(got, []string{"i1"}) {
+		t.Fatalf("after the lease: claimed %v, want [i1]", got)
+	}
+	updateIntent(t, s, c.Intents[0], store.IntentUpdate{Status: store.IntentConfirmed})
+	// Then i2, then i3, in order.
+	for _, want := range []string{"i2", "i3"} {
+		c = claimIntents(t, s, "p1", t0.Add(time.Hour), time.Minute, 5)
+		if got := claimedIDs(c); !slices.Equal(got, []string{want}) {
+			t.Fatalf("claimed %v, want [%s]", got, want)
+		}
+		updateIntent(t, s, c.Intents[0], store.IntentUpdate{Status: store.IntentConfirmed})
+	}
+	if c := claimIntents(t, s, "p1", t0.Add(2*time.Hour), time.Minute, 5); len(c.Intents) != 0 || !c.NextDue.IsZero() {
+		t.Errorf("an empty queue: claimed %v, next due %v", claimedIDs(c), c.NextDue)
+	}
+
+	// A later intent never claimed simply waits behind the replayed one.
+	createIntent(t, s, intent("p1", "j1", "Patient/2", t0))
+	createIntent(t, s, intent("p1", "j2", "Patient/2", t0))
+	c = claimIntents(t, s, "p1", t0.Add(2*time.Hour), time.Minute, 5)
+	updateIntent(t, s, c.Intents[0], store.IntentUpdate{Status: store.IntentDead})
+	r, err = s.ReplayIntent(ctx(t), "p1", "j1", t0.Add(3*time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !r.NextAttempt.Equal(t0.Add(3 * time.Hour)) {
+		t.Errorf("replayed before an unclaimed intent: due %v, want the replay's time", r.NextAttempt)
+	}
+	c = claimIntents(t, s, "p1", t0.Add(3*time.Hour), time.Minute, 5)
+	if got := claimedIDs(c); !slices.Equal(got, []string{"j1"}) {
+		t.Errorf("claimed %v, want [j1]", got)
+	}
+}
+
+// testIntentRecordAttempts: exchanges and audit events are stored together,
+// alone or with an update, and with an update even when it is refused.
+func testIntentRecordAttempts(t *testing.T, s store.Store) {
+	t0 := ts(0)
+	createIntent(t, s, intent("p1", "i1", "Patient/1", t0))
+	ev := func(detail string) store.AuditEvent {
+		return store.AuditEvent{Practice: "p1", Time: t0, Actor: "app:app1", Action: "write", Entity: "DocumentReference",
+			Outcome: "success", Detail: detail}
+	}
+	ex := func(step string, attempt int) store.IntentAttempt {
+		return store.IntentAttempt{IntentID: "i1", Attempt: attempt, Step: step, At: t0, Method: "GET", Path: "/fhir/DocumentReference", Status: 200}
+	}
+	if err := s.RecordIntentAttempts(ctx(t), "p1", []store.IntentAttempt{ex("search", 1)}, []store.AuditEvent{ev("d-search")}); err != nil {
+		t.Fatal(err)
+	}
+	c := claimIntents(t, s, "p1", t0, time.Minute, 5)
+	u := store.IntentUpdate{Status: store.IntentSent, ExternalID: "doc-1", Exchanges: []store.IntentAttempt{ex("create", 1)},
+		Audit: []store.AuditEvent{ev("d-create")}}
+	in := updateIntent(t, s, c.Intents[0], u)
+	// A refused update (the claim is gone) still stores what happened.
+	stale := store.IntentUpdate{Attempt: in.Attempts + 7, Status: store.IntentConfirmed, Exchanges: []store.IntentAttempt{ex("verify", 1)},
+		Audit: []store.AuditEvent{ev("d-verify")}}
+	if _, err := s.UpdateIntent(ctx(t), "p1", "i1", stale); !errors.Is(err, store.ErrIntentState) {
+		t.Errorf("stale update: %v, want ErrIntentState", err)
+	}
+	if g, _ := s.GetIntent(ctx(t), "p1", "i1"); g.Status != store.IntentSent {
+		t.Errorf("the stale update changed the intent: %s", g.Status)
+	}
+	got, err := s.ListIntentAttempts(ctx(t), "p1", "i1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var steps []string
+	for _, a := range got {
+		steps = append(steps, a.Step)
+	}
+	if !slices.Equal(steps, []string{"search", "create", "verify"}) {
+		t.Errorf("attempts %v, want [search create verify]", steps)
+	}
+	evs, err := s.ListAudit(ctx(t), "p1", store.AuditFilter{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	details := map[string]bool{}
+	for _, e := range evs {
+		details[e.Detail] = true
+	}
+	for _, d := range []string{"d-search", "d-create", "d-verify"} {
+		if !details[d] {
+			t.Errorf("audit event %s missing (have %v)", d, details)
+		}
+	}
+	// Nothing is stored when one of them is invalid.
+	bad := []store.AuditEvent{ev("d-bad"), {Practice: "p2", Actor: "x", Action: "write", Entity: "y", Outcome: "success"}}
+	if err := s.RecordIntentAttempts(ctx(t), "p1", []store.IntentAttempt{ex("bad", 2)}, bad); err == nil {
+		t.Error("an audit event of another practice was accepted")
+	}
+	if got, _ := s.ListIntentAttempts(ctx(t), "p1", "i1"); len(got) != 3 {
+		t.Errorf("%d attempts after a refused record, want 3", len(got))
+	}
+	if err := s.RecordIntentAttempts(ctx(t), "", []store.IntentAttempt{ex("x", 1)}, nil); err == nil {
+		t.Error("an empty practice was accepted")
+	}
+}
+
+// testIntentUpdateMany: UpdateIntents applies each change as UpdateIntent
+// would, and one change's failure leaves the others applied.
+func testIntentUpdateMany(t *testing.T, s store.Store) {
+	t0 := ts(0)
+	createIntent(t, s, intent("p1", "a1", "Patient/a", t0))
+	createIntent(t, s, intent("p1", "a2", "Patient/a", t0))
+	createIntent(t, s, intent("p1", "b1", "Patient/b", t0))
+	createIntent(t, s, intent("p2", "c1", "Patient/c", t0))
+	c := claimIntents(t, s, "p1", t0, time.Minute, 5)
+	c2 := claimIntents(t, s, "p2", t0, time.Minute, 5)
+	if got := claimedIDs(c); !slices.Equal(got, []string{"a1", "b1"}) || len(c2.Intents) != 1 {
+		t.Fatalf("claimed %v and %v", got, claimedIDs(c2))
+	}
+	a1, b1, c1 := c.Intents[0], c.Intents[1], c2.Intents[0]
+	ex := store.IntentAttempt{IntentID: "b1", Attempt: b1.Attempts, Step: "create", Method: "POST", Path: "/fhir/DocumentReference", Status: 201}
+	res := s.UpdateIntents(ctx(t), []store.IntentChange{
+		{Practice: "p1", ID: "a1", Update: store.IntentUpdate{Attempt: a1.Attempts, Status: store.IntentConfirmed}},
+		{Practice: "p1", ID: "b1", Update: store.IntentUpdate{Attempt: b1.Attempts + 1, Status: store.IntentConfirmed,
+			Exchanges: []store.IntentAttempt{ex}}}, // a stale claim
+		{Practice: "p1", ID: "nope", Update: store.IntentUpdate{Attempt: 1, Status: store.IntentDead}},
+		{Practice: "p1", ID: "b1", Update: store.IntentUpdate{Attempt: b1.Attempts, Status: "lost"}},
+		{Practice: "p2", ID: "c1", Update: store.IntentUpdate{Attempt: c1.Attempts, Status: store.IntentSent, ExternalID: "doc-c"}},
+	})
+	if len(res) != 5 {
+		t.Fatalf("%d results for 5 changes", len(res))
+	}
+	if res[0].Err != nil || res[0].Intent.Status != store.IntentConfirmed || res[0].Intent.ID != "a1" {
+		t.Errorf("a1: %+v %v", res[0].Intent.Status, res[0].Err)
+	}
+	if !errors.Is(res[1].Err, store.ErrIntentState) {
+		t.Errorf("stale claim: %v, want ErrIntentState", res[1].Err)
+	}
+	if !errors.Is(res[2].Err, store.ErrNotFound) {
+		t.Errorf("unknown intent: %v, want ErrNotFound", res[2].Err)
+	}
+	if res[3].Err == nil {
+		t.Error("unknown status accepted")
+	}
+	if res[4].Err != nil || res[4].Intent.ExternalID != "doc-c" || res[4].Intent.Practice != "p2" {
+		t.Errorf("c1: %+v %v", res[4].Intent, res[4].Err)
+	}
+	// The stale change's exchange is stored all the same; b1 is unchanged.
+	if as, _ := s.ListIntentAttempts(ctx(t), "p1", "b1"); len(as) != 1 || as[0].Step != "create" {
+		t.Errorf("b1's attempts %+v", as)
+	}
+	if g, _ := s.GetIntent(ctx(t), "p1", "b1"); g.Status != store.IntentSending {
+		t.Errorf("b1 is %s", g.Status)
+	}
+	// a1 final: a2 is the head now.
+	if c := claimIntents(t, s, "p1", t0.Add(time.Second), time.Minute, 5); !slices.Equal(claimedIDs(c), []string{"a2"}) {
+		t.Errorf("after the batch: claimed %v, want [a2]", claimedIDs(c))
+	}
+	if res := s.UpdateIntents(ctx(t), nil); len(res) != 0 {
+		t.Errorf("no changes: %d results", len(res))
+	}
+}
+
 func testIntentListCount(t *testing.T, s store.Store) {
 	t0 := ts(0)
 	for i := 1; i <= 5; i++ {
@@ -447,6 +635,8 @@ func testIntentEmptyPractice(t *testing.T, s store.Store) {
 	_, checks["ClaimIntents"] = s.ClaimIntents(c, "", ts(0), time.Minute, 1)
 	_, checks["UpdateIntent"] = s.UpdateIntent(c, "", "i", store.IntentUpdate{Attempt: 1, Status: store.IntentDead})
 	_, checks["ReplayIntent"] = s.ReplayIntent(c, "", "i", ts(0))
+	checks["UpdateIntents"] = s.UpdateIntents(c, []store.IntentChange{{ID: "i", Update: store.IntentUpdate{Attempt: 1, Status: store.IntentDead}}})[0].Err
+	checks["RecordIntentAttempts"] = s.RecordIntentAttempts(c, "", []store.IntentAttempt{{IntentID: "i"}}, nil)
 	checks["AppendIntentAttempts"] = s.AppendIntentAttempts(c, "", store.IntentAttempt{IntentID: "i"})
 	_, checks["ListIntentAttempts"] = s.ListIntentAttempts(c, "", "i")
 	for name, err := range checks {
@@ -457,7 +647,8 @@ func testIntentEmptyPractice(t *testing.T, s store.Store) {
 }
 
 // testIntentConcurrentClaims: claimers racing on the same queues never hold
-// the same intent at once, and every patient's intents finish in order.
+// two intents of one patient at once, and every patient's intents finish in
+// order.
 func testIntentConcurrentClaims(t *testing.T, s store.Store) {
 	const patients, perPatient, claimers = 4, 15, 4
 	t0 := ts(0)
@@ -488,20 +679,26 @@ func testIntentConcurrentClaims(t *testing.T, s store.Store) {
 				}
 				for _, in := range c.Intents {
 					mu.Lock()
-					if held[in.ID] {
+					if held[in.PatientRef] {
 						mu.Unlock()
-						errs <- fmt.Errorf("intent %s claimed twice at once", in.ID)
+						errs <- fmt.Errorf("intent %s claimed while another of %s is held", in.ID, in.PatientRef)
 						return
 					}
-					held[in.ID] = true
+					held[in.PatientRef] = true
+					mu.Unlock()
+				}
+				for _, in := range c.Intents {
+					// The patient is let go, and the order noted, before the
+					// update: the next intent cannot be claimed before the
+					// update commits.
+					mu.Lock()
+					held[in.PatientRef] = false
+					finished[in.PatientRef] = append(finished[in.PatientRef], in.ID)
 					mu.Unlock()
 					if _, err := s.UpdateIntent(ctx(t), "p1", in.ID, store.IntentUpdate{Attempt: in.Attempts, Status: store.IntentConfirmed}); err != nil {
 						errs <- err
 						return
 					}
-					mu.Lock()
-					finished[in.PatientRef] = append(finished[in.PatientRef], in.ID)
-					mu.Unlock()
 				}
 			}
 		})

@@ -38,7 +38,7 @@ var expected = map[string]map[Intent]want{
 	VendorEpic: {
 		NoteCreate:         yes(ChannelFHIR, "create"),
 		AppointmentBook:    no("STU3 Appointment/$find and $book"),
-		AppointmentResched: no("no reschedule message (SIU^S13)"),
+		AppointmentResched: no("cannot change an Appointment's time"),
 		AppointmentCancel:  no("cannot change an Appointment's status"),
 		ConditionUpsert:    yes(ChannelFHIR, "create"),
 		ObservationRecord:  yes(ChannelFHIR, "create"),
@@ -65,7 +65,7 @@ var expected = map[string]map[Intent]want{
 	VendorEClinicalWorks: {
 		NoteCreate:         no("FHIR Facade is read only"),
 		AppointmentBook:    no("FHIR Facade is read only"),
-		AppointmentResched: no("SIU^S13"),
+		AppointmentResched: no("FHIR Facade is read only"),
 		AppointmentCancel:  no("FHIR Facade is read only"),
 		ConditionUpsert:    no("writeback API covers patient records"),
 		ObservationRecord:  no("writeback API covers patient records"),
@@ -74,7 +74,7 @@ var expected = map[string]map[Intent]want{
 	VendorNextGen: {
 		NoteCreate:         no("read only"),
 		AppointmentBook:    no("read only"),
-		AppointmentResched: no("SIU^S13"),
+		AppointmentResched: no("read only"),
 		AppointmentCancel:  no("read only"),
 		ConditionUpsert:    no("no write API mediflow uses"),
 		ObservationRecord:  no("no write API mediflow uses"),
@@ -126,8 +126,14 @@ func TestEveryVendorEveryIntent(t *testing.T) {
 				if !strings.Contains(s.Reason, w.reason) {
 					t.Errorf("%s: reason %q does not say %q", name, s.Reason, w.reason)
 				}
-				if op, ok := routes[i]; ok && !strings.Contains(s.Reason, op) {
+				// the reason offers the HL7 alternative exactly when an HL7
+				// interface would carry the intent
+				carried := c.WithHL7().Support(i).Channel == ChannelHL7
+				if op, ok := routes[i]; ok && carried && !strings.Contains(s.Reason, hl7Alternative(i)) {
 					t.Errorf("%s: reason %q does not name the HL7 alternative %s", name, s.Reason, op)
+				}
+				if !carried && strings.Contains(s.Reason, "mediflow then sends it as") {
+					t.Errorf("%s: reason %q offers an HL7 alternative the HL7 interface does not carry", name, s.Reason)
 				}
 				if s.Channel != "" || len(s.Rules) > 0 || len(s.Required) > 0 {
 					t.Errorf("%s: a refused intent carries a channel, rules or required elements", name)
@@ -236,6 +242,12 @@ func TestWithHL7(t *testing.T) {
 				if s.Supported {
 					t.Errorf("%s %s: became supported over %s without an HL7 route", vendor, i, s.Channel)
 				}
+			case i == AppointmentResched && base.Support(AppointmentBook).Supported && base.Support(AppointmentCancel).Supported:
+				// the vendor's API books and cancels: a reschedule over HL7
+				// would name an appointment the HL7 interface never saw
+				if s.Supported || s.Reason != b.Reason {
+					t.Errorf("%s %s: the vendor books and cancels through its API, yet the HL7 interface changed the refusal: %+v", vendor, i, s)
+				}
 			default:
 				if !s.Supported || s.Channel != ChannelHL7 {
 					t.Errorf("%s %s: refused by the vendor, not carried over HL7 (%+v)", vendor, i, s)
@@ -257,6 +269,67 @@ func TestWithHL7(t *testing.T) {
 	assertErrors(t, ng, NoteCreate, `{"resourceType":"DocumentReference","subject":{"reference":"Patient/1"},"type":{"text":"Progress"},"content":[{"attachment":{"contentType":"text/plain"}}]}`,
 		fe("content[0].attachment.data", "hl7.note.content"))
 	assertErrors(t, c, AppointmentCancel, `{"resourceType":"Appointment","status":"cancelled"}`)
+
+	// a reschedule names the appointment moved and its new start
+	resched := `{"resourceType":"Appointment","id":"a1","status":"booked","start":"2026-03-02T10:00:00Z","participant":[{"actor":{"reference":"Patient/1"}}]}`
+	assertErrors(t, c, AppointmentResched, resched)
+	assertErrors(t, c, AppointmentResched, edit(t, resched, func(m map[string]any) { delete(m, "id"); delete(m, "start") }),
+		fe("id", "required"), fe("start", "required"))
+	assertErrors(t, c, AppointmentResched, edit(t, resched, func(m map[string]any) { m["status"] = "cancelled" }),
+		fe("status", "hl7.appointment.reschedule-status"))
+	assertErrors(t, c, AppointmentResched, edit(t, resched, func(m map[string]any) {
+		m["participant"] = []any{map[string]any{"actor": map[string]any{"reference": "Location/1"}}}
+	}), fe("participant", "hl7.appointment.patient"))
+}
+
+// TestRescheduleOverHL7: with an HL7 interface, a reschedule goes as
+// SIU^S13 exactly where bookings and cancellations go over HL7 too.
+func TestRescheduleOverHL7(t *testing.T) {
+	want := map[string]Channel{
+		VendorGeneric:        ChannelFHIR,       // its FHIR API reschedules
+		VendorEpic:           ChannelHL7,        // books and cancels over HL7
+		VendorOracleHealth:   "",                // books and cancels over FHIR: refused
+		VendorAthenahealth:   ChannelVendorREST, // the v1 reschedule endpoint
+		VendorEClinicalWorks: ChannelHL7,
+		VendorNextGen:        ChannelHL7,
+		VendorVeradigm:       ChannelHL7,
+	}
+	reg := Default()
+	for _, v := range reg.Vendors() {
+		w, ok := want[v]
+		if !ok {
+			t.Errorf("vendor %s is not in this test", v)
+			continue
+		}
+		for _, base := range reg.Contracts(v) {
+			c := base.WithHL7()
+			s := c.Support(AppointmentResched)
+			if s.Channel != w || s.Supported != (w != "") {
+				t.Errorf("%s: reschedule with an HL7 interface: supported %v over %q, want %q", base.Title(), s.Supported, s.Channel, w)
+			}
+			if w == ChannelHL7 && (s.Operation != "SIU^S13" || c.Support(AppointmentBook).Operation != "SIU^S12" ||
+				c.Support(AppointmentCancel).Operation != "SIU^S15") {
+				t.Errorf("%s: reschedule %q, booking %q, cancellation %q over HL7", base.Title(), s.Operation,
+					c.Support(AppointmentBook).Operation, c.Support(AppointmentCancel).Operation)
+			}
+			if w == "" && (!strings.Contains(s.Reason, "SIU^S13") || strings.Contains(s.Reason, "mediflow then sends it as")) {
+				t.Errorf("%s: the refusal %q does not say why SIU^S13 is not offered", base.Title(), s.Reason)
+			}
+		}
+	}
+	// without the interface nothing goes over HL7, and no refusal names a
+	// missing reschedule message any more
+	for _, v := range reg.Vendors() {
+		for _, c := range reg.Contracts(v) {
+			s := c.Support(AppointmentResched)
+			if s.Channel == ChannelHL7 {
+				t.Errorf("%s: reschedule over HL7 without an HL7 interface", c.Title())
+			}
+			if strings.Contains(s.Reason, "no reschedule message") {
+				t.Errorf("%s: stale refusal %q", c.Title(), s.Reason)
+			}
+		}
+	}
 }
 
 // ---- helpers ---------------------------------------------------------------

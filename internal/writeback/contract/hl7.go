@@ -3,10 +3,11 @@ package contract
 import "strings"
 
 // HL7Routes returns the write-back routes mediflow's HL7 v2 outbound
-// channel offers (package fhirv2 builds the message, package hl7out
-// delivers it in order and records the ACK): notes as MDM^T02, bookings as
-// SIU^S12, cancellations as SIU^S15 and charges as DFT^P03. There is no
-// route for a reschedule: fhirv2 writes no SIU^S13.
+// channel offers (package fhirv2 builds the message, package writeback
+// completes an SIU^S13, package hl7out delivers it in order and records
+// the ACK): notes as MDM^T02, bookings as SIU^S12, reschedules as SIU^S13,
+// cancellations as SIU^S15 and charges as DFT^P03. A reschedule goes over
+// HL7 only where the appointments themselves do (see WithHL7).
 func HL7Routes() []Support {
 	return []Support{
 		{
@@ -20,6 +21,15 @@ func HL7Routes() []Support {
 			Required: []string{"status", "start", "participant"},
 			Rules:    []Rule{hl7BookStatus, patientParticipant("hl7.appointment.patient", "an SIU^S12 needs the patient (PID)", "")},
 			Note:     "SCH, TQ1, PID, RGS, AIS, AIL and AIP from the appointment and its participants.",
+		},
+		{
+			Intent: AppointmentResched, Supported: true, Channel: ChannelHL7, ResourceType: "Appointment", Operation: "SIU^S13",
+			Required: []string{"id", "status", "start", "participant"},
+			Rules:    []Rule{hl7ReschedStatus, patientParticipant("hl7.appointment.patient", "an SIU^S13 needs the patient (PID)", "")},
+			Note: "the booking's segments with the new start, duration and end; SCH-1/SCH-2 name the appointment as it was booked " +
+				"(its placer and filler identifiers, else its id, which is the intent's target), SCH-6 the event reason (cancelationReason, " +
+				"else S13), SCH-16 and SCH-20 the app. Offered only where bookings or cancellations go over HL7 too: " +
+				"the receiver knows the appointment by the ids the HL7 channel gave it.",
 		},
 		{
 			Intent: AppointmentCancel, Supported: true, Channel: ChannelHL7, ResourceType: "Appointment", Operation: "SIU^S15",
@@ -37,7 +47,9 @@ func HL7Routes() []Support {
 }
 
 // hl7Alternative is the sentence a refusal adds when mediflow's HL7 channel
-// could carry the intent.
+// could carry the intent. A contract whose vendor takes bookings and
+// cancellations through its API does not get the reschedule route
+// (WithHL7): its reschedule refusal is made with refuseNoHL7.
 func hl7Alternative(i Intent) string {
 	for _, r := range HL7Routes() {
 		if r.Intent == i {
@@ -50,7 +62,10 @@ func hl7Alternative(i Intent) string {
 // WithHL7 returns the contract of a practice that also has an HL7 v2
 // outbound interface to its EHR: every intent c refuses that an HL7 route
 // carries (HL7Routes) becomes supported over HL7; intents c supports keep
-// their channel. c is not changed.
+// their channel. A reschedule (SIU^S13) is the exception: it names the
+// appointment as the HL7 channel booked it, so it is carried only when
+// bookings or cancellations go over HL7 as well; where the vendor's API
+// books and cancels, its refusal stands. c is not changed.
 func (c *Contract) WithHL7() *Contract {
 	out := &Contract{Vendor: c.Vendor, Versions: c.Versions, Errors: c.Errors, HL7: true, intents: make(map[Intent]Support, len(c.intents))}
 	for i, s := range c.intents {
@@ -61,6 +76,14 @@ func (c *Contract) WithHL7() *Contract {
 			continue
 		}
 		out.intents[r.Intent] = r
+	}
+	if out.Support(AppointmentResched).Channel == ChannelHL7 && !c.Support(AppointmentResched).Supported &&
+		out.Support(AppointmentBook).Channel != ChannelHL7 && out.Support(AppointmentCancel).Channel != ChannelHL7 {
+		if s, ok := c.intents[AppointmentResched]; ok {
+			out.intents[AppointmentResched] = s
+		} else {
+			delete(out.intents, AppointmentResched)
+		}
 	}
 	if !strings.Contains(out.Errors, "HL7") {
 		out.Errors = strings.TrimSpace(out.Errors + " HL7 v2: the receiver's ACK (AA accepted; AE/AR rejected, with its ERR segments).")
@@ -93,6 +116,18 @@ var hl7BookStatus = Rule{
 		switch str(res["status"]) {
 		case "cancelled", "noshow", "entered-in-error":
 			return []FieldError{{Path: "status", Rule: "hl7.appointment.book-status", Message: "a booking (SIU^S12) cannot be sent for a cancelled, no-show or entered-in-error appointment; use appointment.cancel"}}
+		}
+		return nil
+	},
+}
+
+var hl7ReschedStatus = Rule{
+	ID:          "hl7.appointment.reschedule-status",
+	Description: "the appointment moved is not cancelled, a no-show or entered in error",
+	Check: func(res map[string]any) []FieldError {
+		switch str(res["status"]) {
+		case "cancelled", "noshow", "entered-in-error":
+			return []FieldError{{Path: "status", Rule: "hl7.appointment.reschedule-status", Message: "a reschedule (SIU^S13) moves a booked appointment: it cannot be sent for a cancelled, no-show or entered-in-error one; use appointment.cancel"}}
 		}
 		return nil
 	},

@@ -176,7 +176,8 @@ func WriteDoc(w io.Writer, r *Registry) error {
 			b.WriteString("\n")
 		}
 	}
-	b.WriteString("\nWith an HL7 v2 outbound interface, a refused note, booking, cancellation or charge goes over HL7 instead (see the last section).\n")
+	b.WriteString("\nWith an HL7 v2 outbound interface, a refused note, booking, cancellation or charge goes over HL7 instead, and so does a refused " +
+		"reschedule where bookings or cancellations then go over HL7 too (see the last section).\n")
 	for _, v := range r.Vendors() {
 		for _, c := range r.Contracts(v) {
 			b.WriteString("\n## " + c.Title() + "\n\n")
@@ -186,7 +187,10 @@ func WriteDoc(w io.Writer, r *Registry) error {
 	b.WriteString("\n## With an HL7 v2 outbound interface\n\n")
 	b.WriteString("When a practice has an HL7 outbound destination to its EHR, every intent its vendor's contract refuses\n" +
 		"and one of these routes carries is accepted and sent over HL7 v2 (package fhirv2 builds the message,\n" +
-		"package hl7out delivers it in order and records the ACK). Intents the vendor's API accepts keep their channel.\n\n")
+		"package hl7out delivers it in order and records the ACK). Intents the vendor's API accepts keep their channel.\n" +
+		"A reschedule (SIU^S13) names the appointment as it was booked over HL7, so it is carried only where bookings or\n" +
+		"cancellations go over HL7 too. MSH-10 is a 20-character id derived from the intent id (HL7 v2.5.1's limit), the same\n" +
+		"on every resend; an SIU message also carries the intent id in an NTE segment.\n\n")
 	var routes []Row
 	for _, r := range New("hl7", "", "", HL7Routes()...).Rows() {
 		if r.Supported {

@@ -257,6 +257,9 @@ func TestEpic(t *testing.T) {
 	if r := c.Support(AppointmentCancel).Reason; !strings.Contains(r, "SIU^S15") {
 		t.Errorf("cancel refusal %q does not name SIU^S15", r)
 	}
+	if r := c.Support(AppointmentResched).Reason; !strings.Contains(r, "reschedule it in Epic") || !strings.Contains(r, hl7Alternative(AppointmentResched)) {
+		t.Errorf("reschedule refusal %q does not say what to do: reschedule in Epic, or SIU^S13 over an HL7 interface", r)
+	}
 	if r := c.Support(ChargePost).Reason; !strings.Contains(r, "DFT^P03") {
 		t.Errorf("charge refusal %q does not name DFT^P03", r)
 	}

@@ -50,6 +50,16 @@ func refuse(i Intent, reason string) Support {
 	return Support{Intent: i, Reason: reason}
 }
 
+// refuseNoHL7 is a refused intent that WithHL7 does not carry over HL7
+// for this vendor although an HL7 route exists for it (a reschedule where
+// the vendor's API books and cancels): its reason names no HL7 alternative.
+func refuseNoHL7(i Intent, reason string) Support {
+	if !strings.HasSuffix(reason, ".") {
+		reason += "."
+	}
+	return Support{Intent: i, Reason: reason}
+}
+
 // chargeRefusal is the same for every vendor: mediflow posts charges only
 // as HL7 DFT^P03.
 func chargeRefusal(vendor string) Support {
@@ -245,7 +255,7 @@ func epicContract() *Contract {
 			},
 			Note: "Clinical notes (DocumentReference.Create). A 59141 answer means the note is already there."}),
 		refuse(AppointmentBook, "Epic's FHIR R4 API reads and searches Appointments but does not create them; Epic books through its STU3 Appointment/$find and $book operations, which mediflow does not call"),
-		refuse(AppointmentResched, "Epic's FHIR R4 API cannot change an Appointment, and mediflow's HL7 channel has no reschedule message (SIU^S13): with an HL7 v2 interface, cancel the appointment and book the new time; otherwise reschedule it in Epic"),
+		refuse(AppointmentResched, "Epic's FHIR R4 API cannot change an Appointment's time: reschedule it in Epic"),
 		refuse(AppointmentCancel, "Epic's FHIR R4 API cannot change an Appointment's status"),
 		fhir(Support{Intent: ConditionUpsert, ResourceType: "Condition", Operation: OpCreate,
 			Required: []string{"subject", "code", "category"},
@@ -437,7 +447,8 @@ func oracleContract() *Contract {
 				oracleBooked,
 			},
 			Note: "proposed (a request), or booked in one free Slot for a patient who accepted."}),
-		refuse(AppointmentResched, "Oracle Health's Appointment API changes only an appointment's status (proposed → booked or cancelled; booked → arrived, checked-in or cancelled; checked-in → fulfilled), never its time: cancel the appointment and book the new slot"),
+		refuseNoHL7(AppointmentResched, "Oracle Health's Appointment API changes only an appointment's status (proposed → booked or cancelled; booked → arrived, checked-in or cancelled; checked-in → fulfilled), never its time: cancel the appointment and book the new slot. "+
+			"mediflow's HL7 channel reschedules (SIU^S13) only appointments it books over HL7, and Oracle Health's are booked through FHIR"),
 		update(Support{Intent: AppointmentCancel, ResourceType: "Appointment", Operation: OpPatch,
 			Required: []string{"id", "status"},
 			Rules:    []Rule{statusIs("oracle-health.appointment.cancelled", "a cancellation sets the appointment's status", "cancelled")},
@@ -467,6 +478,11 @@ func athenaV1ID(s string) string {
 	}
 	return s
 }
+
+// AthenaV1ID returns the athenahealth v1 API id of an athenahealth FHIR id
+// ("a-195900.appointment-1234" → "1234"); any other value, such as a v1
+// id already, is returned as it is.
+func AthenaV1ID(fhirID string) string { return athenaV1ID(fhirID) }
 
 var athenaLimits = maxLengths("athenahealth.v1.field-length", "athenahealth's v1 API",
 	fieldLimit{path: "id", field: "appointmentid", max: 20, id: athenaV1ID},
@@ -520,7 +536,7 @@ func eclinicalworksContract() *Contract {
 			"429 without Retry-After once a practice's 250 calls a minute are used.",
 		refuse(NoteCreate, why),
 		refuse(AppointmentBook, why),
-		refuse(AppointmentResched, why+"; mediflow's HL7 channel has no reschedule message (SIU^S13)"),
+		refuse(AppointmentResched, why),
 		refuse(AppointmentCancel, why),
 		refuse(ConditionUpsert, why),
 		refuse(ObservationRecord, why),
@@ -533,7 +549,7 @@ func nextgenContract(product, versions, readOnly string) *Contract {
 	return New(VendorNextGen, versions, product+": FHIR is read only; there is no write to report errors for.",
 		refuse(NoteCreate, why),
 		refuse(AppointmentBook, why),
-		refuse(AppointmentResched, why+"; mediflow's HL7 channel has no reschedule message (SIU^S13)"),
+		refuse(AppointmentResched, why),
 		refuse(AppointmentCancel, why),
 		refuse(ConditionUpsert, why),
 		refuse(ObservationRecord, why),
@@ -546,7 +562,7 @@ func veradigmContract() *Contract {
 	return New(VendorVeradigm, "", "FHIR is read only; Unity API errors are not handled by mediflow.",
 		refuse(NoteCreate, why),
 		refuse(AppointmentBook, why),
-		refuse(AppointmentResched, why+"; mediflow's HL7 channel has no reschedule message (SIU^S13)"),
+		refuse(AppointmentResched, why),
 		refuse(AppointmentCancel, why),
 		refuse(ConditionUpsert, why),
 		refuse(ObservationRecord, why),

@@ -13,6 +13,14 @@
 // after every restart, so MSH-10 never changes and the receiver can
 // recognise a repeat.
 //
+// # Control ids
+//
+// A message is matched with its ACK by MSH-10 (MSA-2 must equal it), and a
+// receiver drops a repeat by it. HL7 v2.5.1 allows 20 characters there
+// (MaxControlID); ControlID derives such an id from a longer stable key,
+// such as a write-back intent id, so that every message built for the same
+// key carries the same MSH-10. Enqueue takes a message's MSH-10 as it is.
+//
 // # Order
 //
 // Each destination delivers its messages one at a time in id order (the
