@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	gosync "sync"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/config"
@@ -27,6 +28,7 @@ const genericVendor = "generic"
 type Mapper struct {
 	practices map[string]*practiceMapper // practice id → its sets; absent: mapping disabled
 	metrics   *obs.Metrics               // nil: issues are not counted
+	reports   gosync.Pool                // *mapping.Report, reused from resource to resource
 }
 
 type practiceMapper struct {
@@ -191,7 +193,14 @@ func (m *Mapper) mapOne(ctx context.Context, practice, source, resourceType stri
 	if s == nil || !pm.typed[s][resourceType] {
 		return body, nil, nil
 	}
-	out, rep, err := s.Map(ctx, body, mapping.MapOptions{TimeZone: pm.tz, Direction: mapping.DirectionIn})
+	// The report is only read here (issues and metrics hold rule ids and
+	// kinds), so its memory serves the next resource.
+	rep, _ := m.reports.Get().(*mapping.Report)
+	if rep == nil {
+		rep = new(mapping.Report)
+	}
+	defer m.reports.Put(rep)
+	out, err := s.MapInto(ctx, body, mapping.MapOptions{TimeZone: pm.tz, Direction: mapping.DirectionIn}, rep)
 	m.countIssues(practice, resourceType, rep, err)
 	var issues []string
 	if wantIssues {

@@ -65,6 +65,12 @@
 // Paths with simple filters (where with =, and, or, exists(), empty();
 // first(); extension('url'); %res) are evaluated straight on the decoded
 // JSON; everything else runs on package fhirpath, compiled once at Load.
+// When every rule of a type is in that subset, Load also works out which
+// elements the rules can reach (plan.go): Map decodes only those, keeps
+// the rest as bytes of the input (checked as the decoder would check them)
+// and copies them to the output when they are already in the encoder's
+// form, as it does top-level members the rules read but left unchanged.
+// The output is the same as decoding and encoding everything.
 // A Set is immutable and Map is safe for concurrent use.
 //
 // RunCases runs a practice's own test cases for its overrides (the

@@ -2,8 +2,10 @@ package mapping
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -136,6 +138,20 @@ type runState struct {
 	vals   []any // scratch for a rule's values
 	nodes  []any // scratch for the elements an each selects
 	dec    jsonDecoder
+	// dirty lists the top-level members a rule may have changed (see
+	// plan.go); the others are written as the input had them.
+	dirty []string
+	out   []byte // encoding buffer
+}
+
+// maxKeptBuffer bounds the encoding buffer a pooled state keeps.
+const maxKeptBuffer = 1 << 16
+
+// markDirty records that the top-level member name may have changed.
+func (st *runState) markDirty(name string) {
+	if !slices.Contains(st.dirty, name) {
+		st.dirty = append(st.dirty, name)
+	}
 }
 
 func (s *Set) newState() any {
@@ -153,6 +169,11 @@ func (s *Set) release(st *runState) {
 	} else {
 		st.dec.forget()
 	}
+	st.dec.data, st.dec.src = nil, ""
+	clear(st.dec.spans)
+	st.dec.spans = st.dec.spans[:0]
+	clear(st.dirty)
+	st.dirty = st.dirty[:0]
 	clear(st.vals[:cap(st.vals)])
 	clear(st.nodes[:cap(st.nodes)])
 	st.env["res"] = nil
@@ -162,6 +183,8 @@ func (s *Set) release(st *runState) {
 	s.states.Put(st)
 }
 
+// noteUnmapped records an unmapped code on the element being mapped.
+// system and code must not share the input (they outlive the call).
 func (st *runState) noteUnmapped(mapURL, system, code, policy string) {
 	if st.cur != nil {
 		st.cur.Unmapped = append(st.cur.Unmapped, UnmappedCode{Map: mapURL, System: system, Code: code, Policy: policy})
@@ -192,13 +215,34 @@ func (st *runState) environment(needed bool) map[string]any {
 // code under the error policy fails the resource (a *MapError, with the
 // report). Map is safe for concurrent use.
 func (s *Set) Map(ctx context.Context, resource []byte, opts MapOptions) ([]byte, *Report, error) {
+	return s.mapInto(ctx, resource, opts, nil)
+}
+
+// MapInto is Map that writes its report into rep, reusing rep's element
+// list, for callers that map many resources and recycle their reports.
+// rep is reset first; it is the report Map would return (empty when the
+// resource could not be read). rep must not be in use elsewhere; a
+// *MapError returned stays valid when rep is reused.
+func (s *Set) MapInto(ctx context.Context, resource []byte, opts MapOptions, rep *Report) ([]byte, error) {
+	clear(rep.Elements)
+	*rep = Report{Elements: rep.Elements[:0]}
+	out, _, err := s.mapInto(ctx, resource, opts, rep)
+	return out, err
+}
+
+func (s *Set) mapInto(ctx context.Context, resource []byte, opts MapOptions, reuse *Report) ([]byte, *Report, error) {
 	st := s.states.Get().(*runState)
 	defer s.release(st)
 	// The decoder's maps are reused from resource to resource: once the
 	// result is encoded nothing refers to the tree (unless the report keeps
 	// values).
 	st.dec.track = !opts.KeepValues
-	v, err := st.dec.decode(resource)
+	dir := opts.Direction
+	if dir == "" {
+		dir = DirectionIn
+	}
+	// Members no rule touches stay bytes until the encoder (see plan.go).
+	v, err := st.dec.decodeResource(resource, s, dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("mapping: %w", err)
 	}
@@ -210,13 +254,14 @@ func (s *Set) Map(ctx context.Context, resource []byte, opts MapOptions) ([]byte
 	if rt == "" {
 		return nil, nil, fmt.Errorf("mapping: the resource has no resourceType")
 	}
-	if t := s.m.Type(rt); t == nil || t.Abstract() || t.Kind() != model.KindResource {
+	t := s.m.Type(rt)
+	if t == nil || t.Abstract() || t.Kind() != model.KindResource {
 		return nil, nil, fmt.Errorf("mapping: unknown resource type %q", rt)
 	}
-	dir := opts.Direction
-	if dir == "" {
-		dir = DirectionIn
-	}
+	// The model's own copy of the name: texts of the decoded resource may
+	// share the caller's input (see decodeResource) and must not outlive
+	// the call.
+	rt = t.Name()
 	if dir != DirectionIn && dir != DirectionOut {
 		return nil, nil, fmt.Errorf("mapping: direction must be in or out, not %q", dir)
 	}
@@ -234,7 +279,15 @@ func (s *Set) Map(ctx context.Context, resource []byte, opts MapOptions) ([]byte
 	if h := s.sizes[rt]; h != nil {
 		hint = max(hint, int(h.Load()))
 	}
-	st.rep = &Report{ResourceType: rt, Profile: s.version, Direction: dir, Elements: make([]ElementResult, 0, hint)}
+	if reuse != nil && cap(reuse.Elements) > 0 {
+		*reuse = Report{ResourceType: rt, Profile: s.version, Direction: dir, Elements: reuse.Elements[:0]}
+		st.rep = reuse
+	} else if reuse != nil {
+		*reuse = Report{ResourceType: rt, Profile: s.version, Direction: dir, Elements: make([]ElementResult, 0, hint)}
+		st.rep = reuse
+	} else {
+		st.rep = &Report{ResourceType: rt, Profile: s.version, Direction: dir, Elements: make([]ElementResult, 0, hint)}
+	}
 	st.tc = tctx{ctx: ctx, loc: loc, st: st}
 	for _, group := range [2][]*crule{rules, s.common} {
 		for _, r := range group {
@@ -258,9 +311,17 @@ func (s *Set) Map(ctx context.Context, resource []byte, opts MapOptions) ([]byte
 	} else {
 		setProfileTag(res, nil)
 	}
-	out, err := encodeResource(make([]byte, 0, len(resource)+len(resource)/4+len(s.version)+256), s.m, res, st.prune)
+	copyRaw := st.dec.materialize(res, st.prune, st.dirty)
+	// Encode into the state's buffer and return a copy of exactly the
+	// output's size (a fresh buffer sized for the worst case would be
+	// zeroed in full and mostly wasted).
+	buf, err := encodeResourceRaw(st.out[:0], s.m, res, st.prune, &st.dec, copyRaw)
 	if err != nil {
 		return nil, st.rep, fmt.Errorf("mapping: %s: %w", rt, err)
+	}
+	out := append([]byte(nil), buf...)
+	if cap(buf) <= maxKeptBuffer {
+		st.out = buf
 	}
 	return out, st.rep, nil
 }
@@ -315,6 +376,11 @@ type crule struct {
 	hasDef    bool
 	required  bool
 	sameNodes bool // the source reads the target element itself
+	// root is the top-level member the rule writes below (when its touch
+	// plan can say; see plan.go).
+	root string
+	// mutates says a transform may change objects it is given in place.
+	mutates bool
 	// pruneAll marks a rule that prunes the whole resource: it is done while
 	// the resource is encoded, without a walk of its own.
 	pruneAll bool
@@ -391,21 +457,28 @@ func (r *crule) apply(st *runState, obj map[string]any, node *fhirpath.Value, in
 	st.rep.Elements = append(st.rep.Elements, ElementResult{Rule: r.rule.ID, Each: r.rule.Each, Index: index, Target: r.rule.Target, Required: r.required})
 	el := &st.rep.Elements[len(st.rep.Elements)-1]
 	st.cur = el
-	defer func() { st.cur = nil }()
+	// (No defers: apply runs for every rule and element.)
+	st.vals = r.applyTo(st, el, obj, node)[:0]
+	st.cur = nil
+}
+
+// applyTo does apply's work on el; it returns the values slice, for the
+// next rule to reuse.
+func (r *crule) applyTo(st *runState, el *ElementResult, obj map[string]any, node *fhirpath.Value) []any {
 	if r.condFast != nil {
 		if !r.condFast.holds(obj, st.res) {
 			el.Status = StatusSkipped
-			return
+			return st.vals
 		}
 	} else if r.cond != nil {
 		c, err := r.cond.Eval(st.ctx, input(obj, node), st.environment(r.condEnv))
 		if err != nil {
 			el.Status, el.Reason = StatusFailed, "condition: "+err.Error()
-			return
+			return st.vals
 		}
 		if !isTrue(c) {
 			el.Status = StatusSkipped
-			return
+			return st.vals
 		}
 	}
 	vals := st.vals[:0]
@@ -418,12 +491,15 @@ func (r *crule) apply(st *runState, obj map[string]any, node *fhirpath.Value, in
 		c, err := r.srcExpr.Eval(st.ctx, input(obj, node), st.environment(r.srcEnv))
 		if err != nil {
 			el.Status, el.Reason = StatusFailed, "source: "+err.Error()
-			return
+			return vals
 		}
 		vals = collectionJSON(vals, c)
 	}
-	defer func() { st.vals = vals[:0] }()
 	st.tc.inPlace = r.sameNodes
+	if r.sameNodes && r.mutates && hasComposite(vals) {
+		// The transforms may change the element's objects in place.
+		st.markDirty(r.root)
+	}
 	for _, step := range r.steps {
 		var err error
 		if vals, err = step(&st.tc, vals); err != nil {
@@ -431,7 +507,7 @@ func (r *crule) apply(st *runState, obj map[string]any, node *fhirpath.Value, in
 			if te, ok := err.(*transformError); ok && te.strict {
 				st.strict = append(st.strict, *el)
 			}
-			return
+			return vals
 		}
 	}
 	if len(vals) == 0 {
@@ -440,23 +516,27 @@ func (r *crule) apply(st *runState, obj map[string]any, node *fhirpath.Value, in
 		// the default.
 		if r.target.present(obj) {
 			el.Status = StatusKept
-			return
+			return vals
 		}
 		if !r.hasDef {
 			el.Status = StatusEmpty
-			return
+			return vals
 		}
 		vals = append(vals, deepCopy(r.def))
 		el.Defaulted = true
 	}
+	if !r.writesSame(obj, vals) {
+		st.markDirty(r.root)
+	}
 	if err := r.write(obj, vals); err != nil {
 		el.Status, el.Reason = StatusFailed, err.Error()
-		return
+		return vals
 	}
 	el.Status = StatusPopulated
 	if st.opts.KeepValues {
 		el.Values = append([]any(nil), vals...)
 	}
+	return vals
 }
 
 // write stores vals at the rule's target below obj.
@@ -516,6 +596,86 @@ func (r *crule) write(obj map[string]any, vals []any) error {
 	}
 	parent[seg.name] = vals[0]
 	return nil
+}
+
+// writesSame reports whether write(obj, vals) would leave obj as it is:
+// the target holds these very values already (the same objects, or equal
+// text, numbers and booleans). It errs on the side of false.
+func (r *crule) writesSame(obj map[string]any, vals []any) bool {
+	if r.target.isThis() {
+		if len(vals) != 1 {
+			return false
+		}
+		nv, ok := vals[0].(map[string]any)
+		return ok && sameMap(nv, obj)
+	}
+	parent := r.target.parent(obj, false)
+	if parent == nil {
+		return false
+	}
+	seg := r.target.lastSeg()
+	cur, ok := parent[seg.name]
+	if !ok {
+		return false
+	}
+	if seg.url != "" {
+		if len(vals) != 1 {
+			return false
+		}
+		ext, ok := vals[0].(map[string]any)
+		if !ok || ext["url"] != seg.url {
+			return false
+		}
+		arr, _ := cur.([]any)
+		for _, x := range arr {
+			if e, ok := x.(map[string]any); ok && e["url"] == seg.url {
+				return sameMap(e, ext)
+			}
+		}
+		return false
+	}
+	if seg.array {
+		arr, ok := cur.([]any)
+		if !ok || len(arr) != len(vals) {
+			return false
+		}
+		for i, v := range vals {
+			if !sameValue(arr[i], v) {
+				return false
+			}
+		}
+		return true
+	}
+	return len(vals) == 1 && sameValue(cur, vals[0])
+}
+
+// sameValue reports whether a and b are the same JSON value: equal scalars
+// of one type, or the same object or array (not equal contents).
+func sameValue(a, b any) bool {
+	switch x := a.(type) {
+	case string, bool, json.Number, float64, int, int64, nil:
+		return a == b
+	case map[string]any:
+		y, ok := b.(map[string]any)
+		return ok && sameMap(x, y)
+	case []any:
+		y, ok := b.([]any)
+		return ok && len(x) == len(y) && (len(x) == 0 || &x[0] == &y[0])
+	case *rawValue:
+		return a == b
+	}
+	return false
+}
+
+// hasComposite reports whether vals hold an object or an array.
+func hasComposite(vals []any) bool {
+	for _, v := range vals {
+		switch v.(type) {
+		case map[string]any, []any, *rawValue:
+			return true
+		}
+	}
+	return false
 }
 
 // sameMap reports whether a and b are the same map (not equal contents).

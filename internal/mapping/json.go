@@ -57,21 +57,40 @@ type jsonDecoder struct {
 	vals []any
 	// With track set, the maps of a document are recorded in used so that
 	// recycle can hand them to the next document through free.
-	track bool
-	used  []map[string]any
-	free  []map[string]any
+	track   bool
+	used    []map[string]any
+	free    []map[string]any
+	bigFree []map[string]any
+	// For decodeResource: the members left as bytes, the model and
+	// whether the resource is pruned (for skip).
+	raws  []rawValue
+	slabs [][]rawValue
+	spans []topMember // the decoded top-level members (but meta)
+	nobj  int         // objects decoded (newMap calls), for decodeResource
+	m     *model.Model
+	rt    *model.Type
+	prune bool
 }
 
-// maxFreeMaps bounds the maps a decoder keeps for reuse.
-const maxFreeMaps = 4096
+// maxFreeMaps bounds the maps a decoder keeps for reuse; maxFreeBigMaps
+// those of more than 8 members (up to maxBigMap).
+const (
+	maxFreeMaps    = 4096
+	maxFreeBigMaps = 4
+	maxBigMap      = 64
+)
 
 // newMap returns an empty map, reusing one of an earlier document when the
 // decoder has one (see recycle).
 func (d *jsonDecoder) newMap(n int) map[string]any {
+	d.nobj++
 	var m map[string]any
 	if k := len(d.free); k > 0 && n <= 8 {
 		m = d.free[k-1]
 		d.free = d.free[:k-1]
+	} else if k := len(d.bigFree); k > 0 && n > 8 {
+		m = d.bigFree[k-1]
+		d.bigFree = d.bigFree[:k-1]
 	} else {
 		m = make(map[string]any, n)
 	}
@@ -93,6 +112,10 @@ func (d *jsonDecoder) recycle() {
 		if len(m) <= 8 {
 			clear(m)
 			d.free = append(d.free, m)
+		} else if len(m) <= maxBigMap && len(d.bigFree) < maxFreeBigMaps {
+			// A resource's own members: one such map per document.
+			clear(m)
+			d.bigFree = append(d.bigFree, m)
 		}
 	}
 	clear(d.used)
@@ -117,6 +140,9 @@ func (d *jsonDecoder) errorf(format string, a ...any) error {
 }
 
 func (d *jsonDecoder) skipSpace() {
+	if d.pos < len(d.data) && d.data[d.pos] > ' ' {
+		return // compact JSON: no space between tokens
+	}
 	for d.pos < len(d.data) {
 		switch d.data[d.pos] {
 		case ' ', '\t', '\n', '\r':
@@ -179,6 +205,13 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 }
 
 func (d *jsonDecoder) members(depth, base int) (any, error) {
+	// A decoder that recycles maps assigns straight into one (most
+	// objects below a resource have a few members); else the members
+	// collect on kvs, and the map is made with its final size.
+	var direct map[string]any
+	if d.track && depth > 0 && len(d.free) > 0 {
+		direct = d.newMap(0)
+	}
 	for {
 		d.skipSpace()
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
@@ -198,7 +231,11 @@ func (d *jsonDecoder) members(depth, base int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.kvs = append(d.kvs, jsonMember{k, v})
+		if direct != nil {
+			direct[k] = v
+		} else {
+			d.kvs = append(d.kvs, jsonMember{k, v})
+		}
 		d.skipSpace()
 		if d.pos >= len(d.data) {
 			return nil, d.errorf("unexpected end of input in an object")
@@ -208,6 +245,9 @@ func (d *jsonDecoder) members(depth, base int) (any, error) {
 			d.pos++
 		case '}':
 			d.pos++
+			if direct != nil {
+				return direct, nil
+			}
 			m := d.newMap(len(d.kvs) - base)
 			for _, e := range d.kvs[base:] {
 				m[e.k] = e.v
@@ -260,6 +300,11 @@ func (d *jsonDecoder) items(depth, base int) (any, error) {
 func (d *jsonDecoder) str() (string, error) {
 	d.pos++ // opening quote
 	start := d.pos
+	// Plain ASCII text, the common case, in one pass.
+	if i := scanPlain(d.data, start); i < len(d.data) && d.data[i] == '"' {
+		d.pos = i + 1
+		return d.src[start:i], nil
+	}
 	q := bytes.IndexByte(d.data[start:], '"')
 	if q < 0 {
 		return "", d.errorf("unterminated string")
@@ -438,7 +483,14 @@ var errUnencodable = errors.New("value cannot be encoded as JSON")
 // objects and extensions without a value are left out as they are met (see
 // the prune transform), which costs nothing beyond the encoding itself.
 func encodeResource(dst []byte, m *model.Model, res map[string]any, prune bool) ([]byte, error) {
-	e := encoder{m: m, prune: prune}
+	return encodeResourceRaw(dst, m, res, prune, nil, false)
+}
+
+// encodeResourceRaw is encodeResource for a resource decodeResource read
+// with dec: the rawValues in it are copied from dec's input when copy is
+// set and they are in encoder form, else decoded and encoded.
+func encodeResourceRaw(dst []byte, m *model.Model, res map[string]any, prune bool, dec *jsonDecoder, copy bool) ([]byte, error) {
+	e := encoder{m: m, prune: prune, dec: dec, copyRaw: copy}
 	dst, _, err := e.value(dst, res, resourceTypeOf(m, res), false, false)
 	return dst, err
 }
@@ -446,6 +498,9 @@ func encodeResource(dst []byte, m *model.Model, res map[string]any, prune bool) 
 type encoder struct {
 	m     *model.Model
 	prune bool
+	// dec decoded the tree; its input holds the rawValues' bytes.
+	dec     *jsonDecoder
+	copyRaw bool
 }
 
 func resourceTypeOf(m *model.Model, obj map[string]any) *model.Type {
@@ -486,6 +541,19 @@ func (e *encoder) value(dst []byte, v any, t *model.Type, aligned, ext bool) ([]
 		return e.array(dst, x, t, aligned, ext)
 	case map[string]any:
 		return e.object(dst, x, t, ext)
+	case *rawValue:
+		if e.dec == nil {
+			break
+		}
+		if x.canon && e.copyRaw {
+			// Never empty: a value with something to prune is not canon.
+			return append(dst, e.dec.data[x.start:x.end]...), false, nil
+		}
+		v, err := e.dec.decodeRaw(x)
+		if err != nil {
+			return nil, false, err
+		}
+		return e.value(dst, v, t, aligned, ext)
 	}
 	return nil, false, fmt.Errorf("%w: %T", errUnencodable, v)
 }
@@ -576,13 +644,30 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 		vals = append(vals, v)
 		types = append(types, ct)
 	}
-	slices.SortFunc(keys, func(a, b objKey) int {
-		if a.rank != b.rank {
-			return int(a.rank - b.rank)
+	if len(keys) <= 16 {
+		// Insertion sort: few members, often nearly in order already.
+		// Members the model does not know (equal ranks) by name, "_name"
+		// after "name".
+		for i := 1; i < len(keys); i++ {
+			k := keys[i]
+			j := i
+			for ; j > 0; j-- {
+				p := keys[j-1]
+				if p.rank < k.rank || p.rank == k.rank && compareMemberNames(names[p.idx], names[k.idx]) < 0 {
+					break
+				}
+				keys[j] = p
+			}
+			keys[j] = k
 		}
-		// Members the model does not know: by name, "_name" after "name".
-		return compareMemberNames(names[a.idx], names[b.idx])
-	})
+	} else {
+		slices.SortFunc(keys, func(a, b objKey) int {
+			if a.rank != b.rank {
+				return int(a.rank - b.rank)
+			}
+			return compareMemberNames(names[a.idx], names[b.idx])
+		})
+	}
 	dst = append(dst, '{')
 	n, content := 0, 0
 	lostRequired := false // pruning removed an element this one requires
@@ -592,14 +677,28 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, name)
-		dst = append(dst, ':')
+		if k.rank < unknownChild {
+			// An element name of the model (or resourceType, url): plain.
+			dst = append(dst, '"')
+			dst = append(dst, name...)
+			dst = append(dst, '"', ':')
+		} else {
+			dst = appendString(dst, name)
+			dst = append(dst, ':')
+		}
 		aligned := false
 		if underscore {
+			var sibling any
 			if name[0] == '_' {
-				_, aligned = obj[name[1:]].([]any)
+				sibling = obj[name[1:]]
 			} else {
-				_, aligned = obj["_"+name].([]any)
+				sibling = obj["_"+name]
+			}
+			switch x := sibling.(type) {
+			case []any:
+				aligned = true
+			case *rawValue:
+				aligned = x.array
 			}
 		}
 		childExt := name == "extension" || name == "modifierExtension"
@@ -663,12 +762,10 @@ var plainByte = func() (t [256]bool) {
 // appendString appends s as a JSON string: plain ASCII in one copy, the
 // rest escaped by fhir.AppendJSONChars.
 func appendString(dst []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		if !plainByte[s[i]] {
-			dst = append(dst, '"')
-			dst = fhir.AppendJSONChars(dst, s)
-			return append(dst, '"')
-		}
+	if scanPlainString(s, 0) < len(s) {
+		dst = append(dst, '"')
+		dst = fhir.AppendJSONChars(dst, s)
+		return append(dst, '"')
 	}
 	dst = append(dst, '"')
 	dst = append(dst, s...)

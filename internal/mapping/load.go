@@ -82,6 +82,13 @@ type Set struct {
 	notes         map[string][]Note
 	states        sync.Pool                // *runState, reused for their scratch space
 	sizes         map[string]*atomic.Int32 // report size of the last resource per type
+	// The top-level members the rules may touch, per direction (in, out):
+	// per resource type with rules, and for the other types.
+	plans     [2]map[string]*touchPlan
+	otherPlan [2]*touchPlan
+	// decodeAll turns the plans off: every member is decoded and encoded
+	// (the reference the differential tests compare with).
+	decodeAll bool
 }
 
 // Vendor returns the vendor profile's name.
@@ -366,6 +373,7 @@ func Load(fsys fs.FS, vendor, version string, overrides ...Source) (*Set, error)
 	for rt := range s.rules {
 		s.sizes[rt] = new(atomic.Int32)
 	}
+	s.buildPlans()
 	return s, nil
 }
 
@@ -640,6 +648,9 @@ func (s *Set) compileRule(mr *mergedRule, el *errList) (Rule, *crule) {
 			continue
 		}
 		cr.steps = append(cr.steps, fn)
+		if !keepsObjects[st.Name] {
+			cr.mutates = true
+		}
 	}
 	if rule.HasDefault {
 		if v, err := paramValue(rule.Default, cc); err != nil {
@@ -667,6 +678,13 @@ func (s *Set) compileRule(mr *mergedRule, el *errList) (Rule, *crule) {
 		return rule, nil
 	}
 	return rule, cr
+}
+
+// keepsObjects names the transforms that never change an object or array
+// they are given (they work on text, or build new values).
+var keepsObjects = map[string]bool{
+	"code": true, "constant": true, "default": true, "first": true, "trim": true, "lowercase": true,
+	"uppercase": true, "date": true, "datetime": true, "integer": true, "phone-e164": true,
 }
 
 func normPath(p *elemPath) string {

@@ -3,6 +3,7 @@ package mapping
 import (
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/mediflow/mediflow/internal/fhir/model"
 	"github.com/mediflow/mediflow/internal/mapping/conceptmap"
@@ -121,6 +122,9 @@ func (c *codeTransform) resolve(tc *tctx, system, code string) (conceptmap.Targe
 	if t, ok := c.translate(system, code); ok && !t.Fallback {
 		return t, nil
 	}
+	// Unmapped: the codes are counted and reported, so they outlive the
+	// call; the decoded resource's texts may share the caller's input.
+	system, code = strings.Clone(system), strings.Clone(code)
 	t, err := c.m.Resolve(system, code, c.policy, c.def, tc.st.opts.Unmapped)
 	tc.st.noteUnmapped(c.url, system, code, string(c.policy))
 	if err != nil {
@@ -222,15 +226,24 @@ func (c *codeTransform) concept(tc *tctx, cc map[string]any) (any, error) {
 	case "code", "coding":
 		return c.shape(t, nil, c.output), nil
 	}
+	if c.keep {
+		// The system the translation's coding has (none when empty).
+		var sys any
+		if t.System != "" {
+			sys = t.System
+		}
+		for _, x := range codings {
+			if cm, ok := x.(map[string]any); ok && cm["system"] == sys && cm["code"] == t.Code {
+				// Already there: the concept as it is (write copies it
+				// when it is not the target's own).
+				return cc, nil
+			}
+		}
+	}
 	coding := codingOf(t, nil)
 	out := map[string]any{}
 	if c.keep {
 		out = deepCopy(cc).(map[string]any)
-		for _, x := range codings {
-			if cm, ok := x.(map[string]any); ok && cm["system"] == coding["system"] && cm["code"] == coding["code"] {
-				return out, nil // already there
-			}
-		}
 		list, _ := out["coding"].([]any)
 		out["coding"] = append(list, coding)
 	} else {

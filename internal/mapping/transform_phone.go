@@ -30,8 +30,12 @@ func toE164(s string) (string, error) {
 	if p, ok := strings.CutPrefix(raw, "tel:"); ok {
 		raw = p
 	}
-	main, ext := splitExtension(raw)
-	var digits []byte
+	main, ext := raw, ""
+	if mayHaveExtension(raw) {
+		main, ext = splitExtension(raw)
+	}
+	var buf [24]byte
+	digits := buf[:0]
 	plus := false
 	for i := 0; i < len(main); i++ {
 		c := main[i]
@@ -49,17 +53,17 @@ func toE164(s string) (string, error) {
 			return "", fmt.Errorf("unexpected character %q in a phone number", c)
 		}
 	}
-	d := string(digits)
-	var out string
+	d := digits
+	var out []byte
 	switch {
 	case plus:
 		out = d
-	case strings.HasPrefix(d, "011"):
+	case len(d) >= 3 && string(d[:3]) == "011":
 		out = d[3:]
-	case strings.HasPrefix(d, "00"):
+	case len(d) >= 2 && string(d[:2]) == "00":
 		out = d[2:]
 	case len(d) == 10:
-		out = "1" + d
+		out = append([]byte{'1'}, d...)
 	case len(d) == 11 && d[0] == '1':
 		out = d
 	case len(d) == 7:
@@ -81,11 +85,28 @@ func toE164(s string) (string, error) {
 			return "", fmt.Errorf("not a valid North American area code (N11 is a service code)")
 		}
 	}
-	out = "+" + out
+	var res [40]byte
+	b := append(append(res[:0], '+'), out...)
 	if ext != "" {
-		out += ";ext=" + ext
+		b = append(append(b, ";ext="...), ext...)
 	}
-	return out, nil
+	if string(b) == s {
+		return s, nil // already so written
+	}
+	return string(b), nil
+}
+
+// mayHaveExtension reports whether splitExtension could find an extension
+// in s: its marks all hold a letter, '#' or ';' (and non-ASCII text may
+// change under strings.ToLower).
+func mayHaveExtension(s string) bool {
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c == '#' || c == ';' || c >= 0x80 || (c|0x20) >= 'a' && (c|0x20) <= 'z' {
+			return true
+		}
+	}
+	return false
 }
 
 // splitExtension separates a trailing extension: "x123", "ext 123",

@@ -32,6 +32,102 @@ const (
 // HL7 v2 "YYYYMMDD[HHMM[SS[.S]]][+ZZZZ]", US "MM/DD/YYYY" and
 // "YYYY/MM/DD". A value without a zone is read in loc.
 func parseLooseTime(s string, loc *time.Location) (parsedTime, error) {
+	if p, ok := parseFHIRTime(s, loc); ok {
+		return p, nil
+	}
+	return parseLooseTimeSlow(s, loc)
+}
+
+// parseFHIRTime reads the shapes FHIR servers send nearly always,
+// YYYY-MM-DD and YYYY-MM-DDThh:mm:ss[.s+][Z|±hh:mm], with the result
+// parseLooseTimeSlow gives for them; ok is false for anything else.
+func parseFHIRTime(s string, loc *time.Location) (p parsedTime, ok bool) {
+	if len(s) < 10 || s[4] != '-' || s[7] != '-' {
+		return p, false
+	}
+	y, ok1 := digits4(s[0:4])
+	m, ok2 := digits2(s[5:7])
+	d, ok3 := digits2(s[8:10])
+	if !ok1 || !ok2 || !ok3 || m < 1 || m > 12 || d < 1 || d > daysIn(y, m) {
+		return p, false
+	}
+	p.year, p.month, p.day = y, m, d
+	if len(s) == 10 {
+		p.prec = precDay
+		p.t = time.Date(y, time.Month(m), d, 0, 0, 0, 0, time.UTC)
+		return p, true
+	}
+	// T hh:mm:ss
+	if len(s) < 19 || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return p, false
+	}
+	hh, ok1 := digits2(s[11:13])
+	mm, ok2 := digits2(s[14:16])
+	ss, ok3 := digits2(s[17:19])
+	if !ok1 || !ok2 || !ok3 || hh > 23 || mm > 59 || ss > 60 {
+		return p, false
+	}
+	rest := s[19:]
+	nanos := 0
+	if len(rest) > 0 && rest[0] == '.' {
+		n := 1
+		for n < len(rest) && isDigit(rest[n]) {
+			n++
+		}
+		if n == 1 {
+			return p, false
+		}
+		p.frac = rest[1:n]
+		for i := 0; i < 9; i++ {
+			nanos *= 10
+			if i < len(p.frac) {
+				nanos += int(p.frac[i] - '0')
+			}
+		}
+		rest = rest[n:]
+	}
+	zone := loc
+	switch {
+	case rest == "":
+	case rest == "Z":
+		zone, p.hasTZ = time.UTC, true
+	case len(rest) == 6 && (rest[0] == '+' || rest[0] == '-') && rest[3] == ':':
+		zh, ok1 := digits2(rest[1:3])
+		zm, ok2 := digits2(rest[4:6])
+		if !ok1 || !ok2 || zh > 14 || zm > 59 {
+			return p, false
+		}
+		off := zh*3600 + zm*60
+		if rest[0] == '-' {
+			off = -off
+		}
+		zone, p.hasTZ = time.FixedZone("", off), true
+	default:
+		return p, false
+	}
+	if ss == 60 {
+		ss = 59
+	}
+	p.prec = precSecond
+	p.t = time.Date(y, time.Month(m), d, hh, mm, ss, nanos, zone)
+	return p, true
+}
+
+func digits2(s string) (int, bool) {
+	if !isDigit(s[0]) || !isDigit(s[1]) {
+		return 0, false
+	}
+	return int(s[0]-'0')*10 + int(s[1]-'0'), true
+}
+
+func digits4(s string) (int, bool) {
+	a, ok1 := digits2(s[:2])
+	b, ok2 := digits2(s[2:])
+	return a*100 + b, ok1 && ok2
+}
+
+// parseLooseTimeSlow is parseLooseTime for every shape.
+func parseLooseTimeSlow(s string, loc *time.Location) (parsedTime, error) {
 	s = strings.TrimSpace(s)
 	var p parsedTime
 	bad := func() (parsedTime, error) { return p, fmt.Errorf("not a date or date-time") }
@@ -216,43 +312,105 @@ func daysIn(y, m int) int {
 
 // formatDate writes the date part at the value's precision (at most day).
 func (p parsedTime) formatDate() string {
-	switch p.prec {
-	case precYear:
-		return fmt.Sprintf("%04d", p.year)
-	case precMonth:
-		return fmt.Sprintf("%04d-%02d", p.year, p.month)
+	var buf [16]byte
+	return string(p.appendDate(buf[:0]))
+}
+
+func (p parsedTime) appendDate(b []byte) []byte {
+	b = appendPadded(b, p.year, 4)
+	if p.prec >= precMonth {
+		b = appendPadded(append(b, '-'), p.month, 2)
 	}
-	return fmt.Sprintf("%04d-%02d-%02d", p.year, p.month, p.day)
+	if p.prec >= precDay {
+		b = appendPadded(append(b, '-'), p.day, 2)
+	}
+	return b
+}
+
+// appendPadded appends n in decimal with at least width digits (as
+// fmt's %0*d; n is not negative here, but is written as fmt would).
+func appendPadded(b []byte, n, width int) []byte {
+	if n < 0 {
+		return fmt.Appendf(b, "%0*d", width, n)
+	}
+	var d [20]byte
+	i := len(d)
+	for n >= 10 {
+		i--
+		d[i] = byte('0' + n%10)
+		n /= 10
+	}
+	i--
+	d[i] = byte('0' + n)
+	for len(d)-i < width {
+		i--
+		d[i] = '0'
+	}
+	return append(b, d[i:]...)
 }
 
 // formatDateTime writes a FHIR dateTime at the value's precision: dates as
 // they are; times (always with seconds, as FHIR requires) in loc.
 func (p parsedTime) formatDateTime(loc *time.Location) string {
+	var buf [48]byte
+	return string(p.appendDateTime(buf[:0], loc))
+}
+
+// formatDateTimeSame is formatDateTime that returns s itself when the
+// result is the same text (so an unchanged value stays the same string).
+func (p parsedTime) formatDateTimeSame(s string, loc *time.Location) string {
+	var buf [48]byte
+	if b := p.appendDateTime(buf[:0], loc); string(b) != s {
+		return string(b)
+	}
+	return s
+}
+
+func (p parsedTime) appendDateTime(b []byte, loc *time.Location) []byte {
 	if p.prec <= precDay {
-		return p.formatDate()
+		return p.appendDate(b)
 	}
 	t := p.t
 	if loc != nil {
 		t = t.In(loc)
 	}
-	b := make([]byte, 0, 32)
-	b = t.AppendFormat(b, "2006-01-02T15:04:05")
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 0 || year > 9999 {
+		b = t.AppendFormat(b, "2006-01-02T15:04:05")
+	} else {
+		b = appendPadded(b, year, 4)
+		b = appendPadded(append(b, '-'), int(month), 2)
+		b = appendPadded(append(b, '-'), day, 2)
+		b = appendPadded(append(b, 'T'), hour, 2)
+		b = appendPadded(append(b, ':'), minute, 2)
+		b = appendPadded(append(b, ':'), sec, 2)
+	}
 	if p.frac != "" {
-		ns := fmt.Sprintf("%09d", t.Nanosecond())
-		n := len(p.frac)
-		if n > 9 {
-			n = 9
+		n := min(len(p.frac), 9)
+		var ns [9]byte
+		x := t.Nanosecond()
+		for i := 8; i >= 0; i-- {
+			ns[i] = byte('0' + x%10)
+			x /= 10
 		}
 		b = append(b, '.')
 		b = append(b, ns[:n]...)
 	}
 	_, off := t.Zone()
 	if off == 0 {
-		b = append(b, 'Z')
-	} else {
-		b = t.AppendFormat(b, "-07:00")
+		return append(b, 'Z')
 	}
-	return string(b)
+	// As time's "-07:00": hours and minutes of the offset.
+	zone := off / 60
+	if zone < 0 {
+		b = append(b, '-')
+		zone = -zone
+	} else {
+		b = append(b, '+')
+	}
+	b = appendPadded(b, zone/60, 2)
+	return appendPadded(append(b, ':'), zone%60, 2)
 }
 
 func init() {
@@ -280,7 +438,7 @@ func init() {
 				case "utc":
 					loc = time.UTC
 				}
-				return p.formatDateTime(loc), nil
+				return p.formatDateTimeSame(s, loc), nil
 			}), nil
 		},
 	})
@@ -307,6 +465,9 @@ func init() {
 						t = t.In(tc.loc)
 					}
 					return t.Format("2006-01-02"), nil
+				}
+				if p.prec == precDay && len(s) == 10 && s[4] == '-' && s[7] == '-' {
+					return s, nil // YYYY-MM-DD as it came (what formatDate writes)
 				}
 				return p.formatDate(), nil
 			}), nil

@@ -1,0 +1,740 @@
+package mapping
+
+import (
+	"bytes"
+	"slices"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/mediflow/mediflow/internal/fhir/model"
+)
+
+// rawValue stands in the decoded tree for a member no rule reads (see
+// plan.go): its value is the input's bytes [start, end).
+type rawValue struct {
+	start, end int32
+	// canon says the encoder would write the value exactly as these bytes
+	// (when the resource is pruned as the plan said).
+	canon bool
+	array bool // the value is an array (for the "_name" alignment)
+}
+
+// topMember is a top-level member decoded for the rules, at [start, end)
+// of the input.
+type topMember struct {
+	key        string
+	start, end int
+}
+
+// promoteBytesPerObject weighs encoding a decoded object against checking
+// input bytes again (see materialize): a top-level member is a candidate
+// for copying when it has at least one decoded object per so many bytes.
+const promoteBytesPerObject = 48
+
+// rawSlab is how many rawValues a decoder allocates at a time.
+const rawSlab = 64
+
+// newRaw returns a rawValue for data[start:end], from the decoder's slab.
+// Slabs are reused from document to document (reset), as no rawValue
+// outlives the Map call that decoded it.
+func (d *jsonDecoder) newRaw(start, end int, canon bool) *rawValue {
+	if len(d.raws) == cap(d.raws) {
+		d.raws = make([]rawValue, 0, rawSlab)
+		d.slabs = append(d.slabs, d.raws)
+	}
+	d.raws = append(d.raws, rawValue{start: int32(start), end: int32(end), canon: canon, array: d.data[start] == '['})
+	return &d.raws[len(d.raws)-1]
+}
+
+// resetRaws makes the slabs free for the next document.
+func (d *jsonDecoder) resetRaws() {
+	if len(d.slabs) > 0 {
+		d.raws = d.slabs[0][:0]
+		clear(d.slabs[1:])
+		d.slabs = d.slabs[:1]
+	}
+}
+
+// decodeResource decodes a resource as decode does, but for the members
+// the touch plan of s for its type and direction dir leaves as bytes
+// (rawValues; when the resource type is the first member, and only for a
+// decoder that recycles its trees). The decoded top-level members are
+// listed in d.spans.
+func (d *jsonDecoder) decodeResource(data []byte, s *Set, dir string) (any, error) {
+	d.spans = d.spans[:0]
+	d.resetRaws()
+	if len(data) == 0 || len(data) > 1<<31-1 || !d.track || s.decodeAll {
+		return d.decode(data)
+	}
+	// The decoded texts share data rather than a copy of it: the tree
+	// lives only for the Map call (track: nothing keeps its values), and
+	// what does outlive it (the report's resource type and unmapped codes)
+	// is copied where it is made.
+	d.data, d.src, d.pos = data, unsafe.String(&data[0], len(data)), 0
+	v, ok := d.topLazy(s, dir)
+	if ok {
+		// d.data and d.src stay for materialize and the encoder.
+		return v, nil
+	}
+	d.data, d.src = nil, ""
+	// Not an object that starts with its resourceType, or bad JSON: the
+	// decoder as it is (for its result or its error).
+	clear(d.spans)
+	d.spans = d.spans[:0]
+	clear(d.kvs)
+	d.kvs = d.kvs[:0]
+	clear(d.vals)
+	d.vals = d.vals[:0]
+	d.resetRaws()
+	return d.decode(data)
+}
+
+// topLazy is decodeResource's fast path; ok false sends the document to
+// the plain decoder.
+func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
+	m := s.m
+	used := len(d.used)
+	fail := func() (any, bool) {
+		d.forgetSince(used)
+		return nil, false
+	}
+	d.skipSpace()
+	if d.pos >= len(d.data) || d.data[d.pos] != '{' {
+		return fail()
+	}
+	d.pos++
+	d.skipSpace()
+	// "resourceType" first, with a string value.
+	const rtKey = `"resourceType"`
+	if !bytes.HasPrefix(d.data[d.pos:], []byte(rtKey)) {
+		return fail()
+	}
+	d.pos += len(rtKey)
+	d.skipSpace()
+	if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+		return fail()
+	}
+	d.pos++
+	d.skipSpace()
+	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+		return fail()
+	}
+	rt, err := d.str()
+	if err != nil {
+		return fail()
+	}
+	rtT := m.Type(rt)
+	if rtT == nil || rtT.Kind() != model.KindResource || rtT.Abstract() {
+		return fail()
+	}
+	plan := s.planFor(dir, rt)
+	if plan == nil || plan.all {
+		return fail()
+	}
+	d.m, d.prune = m, plan.prune
+	base := len(d.kvs)
+	d.kvs = append(d.kvs, jsonMember{"resourceType", rt})
+	defer func() {
+		clear(d.kvs[base:])
+		d.kvs = d.kvs[:base]
+	}()
+	for {
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return fail()
+		}
+		if d.data[d.pos] == '}' {
+			break
+		}
+		if d.data[d.pos] != ',' {
+			return fail()
+		}
+		d.pos++
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+			return fail()
+		}
+		k, err := d.str()
+		if err != nil {
+			return fail()
+		}
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+			return fail()
+		}
+		d.pos++
+		d.skipSpace()
+		start := d.pos
+		var v any
+		if kid := plan.root.kid(k); kid != nil || k == "resourceType" {
+			objs := d.nobj
+			if v, err = d.valueIn(1, kid); err != nil {
+				return fail()
+			}
+			// Candidates for copying when the rules leave them as they
+			// are: objects and arrays whose decoded objects would cost
+			// more to encode than their bytes to check again (a primitive
+			// is as cheap to write as to check).
+			if k != "resourceType" && k != "meta" && (d.nobj-objs)*promoteBytesPerObject >= d.pos-start {
+				addMember(&d.spans, topMember{key: k, start: start, end: d.pos})
+			}
+		} else {
+			canon, err := d.skipMember(k, rtT, 1)
+			if err != nil {
+				return fail()
+			}
+			v = d.newRaw(start, d.pos, canon)
+		}
+		d.kvs = append(d.kvs, jsonMember{k, v})
+	}
+	d.pos++ // }
+	d.skipSpace()
+	if d.pos != len(d.data) {
+		return fail()
+	}
+	obj := d.newMap(len(d.kvs) - base)
+	for _, e := range d.kvs[base:] {
+		obj[e.k] = e.v
+	}
+	if obj["resourceType"] != rt {
+		// A second resourceType names another type, with another plan.
+		return fail()
+	}
+	d.rt = rtT
+	return obj, true
+}
+
+// valueIn decodes a value as value does, leaving the members of objects
+// that n (a partial plan node) does not name as rawValues.
+func (d *jsonDecoder) valueIn(depth int, n *planNode) (any, error) {
+	if n == nil || n.full || d.pos >= len(d.data) || depth > maxJSONDepth {
+		return d.value(depth)
+	}
+	switch d.data[d.pos] {
+	case '{':
+		return d.objectIn(depth, n)
+	case '[':
+		d.pos++ // [
+		d.skipSpace()
+		if d.pos < len(d.data) && d.data[d.pos] == ']' {
+			d.pos++
+			return []any{}, nil
+		}
+		base := len(d.vals)
+		a, err := d.itemsIn(depth, base, n)
+		clear(d.vals[base:])
+		d.vals = d.vals[:base]
+		return a, err
+	}
+	return d.value(depth)
+}
+
+func (d *jsonDecoder) itemsIn(depth, base int, n *planNode) (any, error) {
+	for {
+		d.skipSpace()
+		v, err := d.valueIn(depth+1, n)
+		if err != nil {
+			return nil, err
+		}
+		d.vals = append(d.vals, v)
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return nil, d.errorf("unexpected end of input in an array")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case ']':
+			d.pos++
+			return append(make([]any, 0, len(d.vals)-base), d.vals[base:]...), nil
+		default:
+			return nil, d.errorf("expected ',' or ']' in an array")
+		}
+	}
+}
+
+func (d *jsonDecoder) objectIn(depth int, n *planNode) (any, error) {
+	d.pos++ // {
+	d.skipSpace()
+	if d.pos < len(d.data) && d.data[d.pos] == '}' {
+		d.pos++
+		return map[string]any{}, nil
+	}
+	base := len(d.kvs)
+	m, err := d.membersIn(depth, base, n)
+	clear(d.kvs[base:])
+	d.kvs = d.kvs[:base]
+	return m, err
+}
+
+func (d *jsonDecoder) membersIn(depth, base int, n *planNode) (any, error) {
+	// As in members: straight into a recycled map when there is one.
+	var direct map[string]any
+	if d.track && len(d.free) > 0 {
+		direct = d.newMap(0)
+	}
+	for {
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+			return nil, d.errorf("expected a member name")
+		}
+		k, err := d.str()
+		if err != nil {
+			return nil, err
+		}
+		d.skipSpace()
+		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+			return nil, d.errorf("expected ':' after a member name")
+		}
+		d.pos++
+		d.skipSpace()
+		var v any
+		if kid := n.kid(k); kid != nil {
+			if v, err = d.valueIn(depth+1, kid); err != nil {
+				return nil, err
+			}
+		} else {
+			start := d.pos
+			canon, err := d.skipMember(k, n.typ, depth+1)
+			if err != nil {
+				return nil, err
+			}
+			v = d.newRaw(start, d.pos, canon)
+		}
+		if direct != nil {
+			direct[k] = v
+		} else {
+			d.kvs = append(d.kvs, jsonMember{k, v})
+		}
+		d.skipSpace()
+		if d.pos >= len(d.data) {
+			return nil, d.errorf("unexpected end of input in an object")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case '}':
+			d.pos++
+			if direct != nil {
+				return direct, nil
+			}
+			m := d.newMap(len(d.kvs) - base)
+			for _, e := range d.kvs[base:] {
+				m[e.k] = e.v
+			}
+			return m, nil
+		default:
+			return nil, d.errorf("expected ',' or '}' in an object")
+		}
+	}
+}
+
+// addMember records a member in list; a later duplicate replaces an
+// earlier one (as in a decoded object, the last value wins).
+func addMember(list *[]topMember, l topMember) {
+	for i := range *list {
+		if (*list)[i].key == l.key {
+			(*list)[i] = l
+			return
+		}
+	}
+	*list = append(*list, l)
+}
+
+// forgetSince drops the maps recorded for recycling since mark (they are
+// garbage when the fast path gives up; the plain decoder makes its own).
+func (d *jsonDecoder) forgetSince(mark int) {
+	if mark < len(d.used) {
+		clear(d.used[mark:])
+		d.used = d.used[:mark]
+	}
+}
+
+// skipMember skips the value of member k of an object of type t (see
+// skip), at the given depth.
+func (d *jsonDecoder) skipMember(k string, t *model.Type, depth int) (bool, error) {
+	// The member's type, as the encoder finds it.
+	var ct *model.Type
+	if t != nil && len(k) > 0 && k[0] != '_' {
+		if c, choice, found := t.Lookup(k); found {
+			ct = t.ChildType(c, max(choice, 0))
+		}
+	}
+	return d.skip(depth, ct, k == "extension" || k == "modifierExtension")
+}
+
+// materialize prepares the encoding of a resource decodeResource read and
+// the rules then changed: the decoded top-level members not in dirty whose
+// input bytes the encoder would write as they are become rawValues, so they
+// are copied. Whether the encoder prunes is known at Load; should prune
+// differ from what the plan said, nothing is copied (raw reports that).
+func (d *jsonDecoder) materialize(res map[string]any, prune bool, dirty []string) (raw bool) {
+	if d.data == nil {
+		return false // decoded in full
+	}
+	if prune != d.prune {
+		return false
+	}
+	for _, l := range d.spans {
+		if slices.Contains(dirty, l.key) {
+			continue
+		}
+		if _, ok := res[l.key]; !ok {
+			continue
+		}
+		d.pos = l.start
+		if canon, err := d.skipMember(l.key, d.rt, 1); err != nil || !canon || d.pos != l.end {
+			continue
+		}
+		res[l.key] = d.newRaw(l.start, l.end, true)
+	}
+	return true
+}
+
+// decodeRaw decodes the value a rawValue stands for.
+func (d *jsonDecoder) decodeRaw(r *rawValue) (any, error) {
+	d.pos = int(r.start)
+	return d.value(1)
+}
+
+// skip reads the value at d.pos without building it, accepting exactly
+// what value accepts. canon reports whether the encoder, writing the value
+// value would build as an element of type t (ext: an item of an extension
+// list), would write these very bytes.
+func (d *jsonDecoder) skip(depth int, t *model.Type, ext bool) (canon bool, err error) {
+	if depth > maxJSONDepth {
+		return false, d.errorf("nested more than %d levels", maxJSONDepth)
+	}
+	if d.pos >= len(d.data) {
+		return false, d.errorf("unexpected end of input")
+	}
+	switch c := d.data[d.pos]; {
+	case c == '{':
+		return d.skipObject(depth, t, ext)
+	case c == '[':
+		return d.skipArray(depth, t, ext)
+	case c == '"':
+		plain, empty, err := d.skipString()
+		return plain && !(empty && d.prune), err
+	case c == 't':
+		_, err := d.literal("true", nil)
+		return true, err
+	case c == 'f':
+		_, err := d.literal("false", nil)
+		return true, err
+	case c == 'n':
+		_, err := d.literal("null", nil)
+		return !d.prune, err
+	case c == '-' || (c >= '0' && c <= '9'):
+		return true, d.skipNumber()
+	default:
+		return false, d.errorf("unexpected character %q", c)
+	}
+}
+
+// space skips white space and reports whether there was any.
+func (d *jsonDecoder) space() bool {
+	if d.pos < len(d.data) && d.data[d.pos] > ' ' {
+		return false
+	}
+	p := d.pos
+	d.skipSpace()
+	return d.pos != p
+}
+
+func (d *jsonDecoder) skipArray(depth int, t *model.Type, ext bool) (bool, error) {
+	d.pos++ // [
+	canon := !d.space()
+	if d.pos < len(d.data) && d.data[d.pos] == ']' {
+		d.pos++
+		return canon && !d.prune, nil
+	}
+	for {
+		if d.space() {
+			canon = false
+		}
+		c, err := d.skip(depth+1, t, ext)
+		if err != nil {
+			return false, err
+		}
+		canon = canon && c
+		if d.space() {
+			canon = false
+		}
+		if d.pos >= len(d.data) {
+			return false, d.errorf("unexpected end of input in an array")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case ']':
+			d.pos++
+			return canon, nil
+		default:
+			return false, d.errorf("expected ',' or ']' in an array")
+		}
+	}
+}
+
+func (d *jsonDecoder) skipObject(depth int, t *model.Type, ext bool) (bool, error) {
+	d.pos++ // {
+	canon := !d.space()
+	if d.pos < len(d.data) && d.data[d.pos] == '}' {
+		d.pos++
+		return canon && !d.prune, nil
+	}
+	// The type the encoder uses: a resource names its own.
+	findType := t == nil || t.Kind() == model.KindResource
+	isExtension := t != nil && t.Name() == "Extension"
+	var (
+		prevRank int32
+		prevName string
+		n        int
+		content  int
+		cursor   int // the child index of the last member
+	)
+	for {
+		if d.space() {
+			canon = false
+		}
+		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+			return false, d.errorf("expected a member name")
+		}
+		kstart := d.pos + 1
+		plainKey, _, err := d.skipString()
+		if err != nil {
+			return false, err
+		}
+		k := d.src[kstart : d.pos-1]
+		if d.space() {
+			canon = false
+		}
+		if d.pos >= len(d.data) || d.data[d.pos] != ':' {
+			return false, d.errorf("expected ':' after a member name")
+		}
+		d.pos++
+		if d.space() {
+			canon = false
+		}
+		if !plainKey {
+			canon = false
+		}
+		var ct *model.Type
+		rank := int32(unknownChild)
+		if canon {
+			if n == 0 && k == "resourceType" && findType {
+				// Only as the first member can it be in encoder order.
+				if rt := d.peekString(); rt != "" {
+					if x := d.m.Type(rt); x != nil && x.Kind() == model.KindResource {
+						t, isExtension = x, false
+					}
+				}
+			}
+			name, under := k, int32(0)
+			if len(k) > 1 && k[0] == '_' {
+				name, under = k[1:], 1
+			}
+			if k == "resourceType" || (k == "url" && isExtension) {
+				rank = -2
+			} else if t != nil {
+				// Members in definition order are found by a walk on from
+				// the last one, without hashing.
+				c, choice, found := lookupFrom(t, name, cursor)
+				if !found {
+					c, choice, found = t.Lookup(name)
+				}
+				if found {
+					rank = int32(2*c) + under
+					cursor = c
+					if under == 0 {
+						ct = t.ChildType(c, max(choice, 0))
+					}
+				}
+			}
+			if n > 0 && (rank < prevRank || rank == prevRank && compareMemberNames(prevName, k) >= 0) {
+				canon = false
+			}
+			prevRank, prevName = rank, k
+		}
+		c, err := d.skip(depth+1, ct, k == "extension" || k == "modifierExtension")
+		if err != nil {
+			return false, err
+		}
+		canon = canon && c
+		n++
+		if k != "url" && k != "id" {
+			content++
+		}
+		if d.space() {
+			canon = false
+		}
+		if d.pos >= len(d.data) {
+			return false, d.errorf("unexpected end of input in an object")
+		}
+		switch d.data[d.pos] {
+		case ',':
+			d.pos++
+		case '}':
+			d.pos++
+			if ext && d.prune && content == 0 {
+				canon = false // an extension without a value is pruned
+			}
+			return canon, nil
+		default:
+			return false, d.errorf("expected ',' or '}' in an object")
+		}
+	}
+}
+
+// peekString returns the plain string at d.pos without moving ("" when
+// there is none, or it has escapes).
+func (d *jsonDecoder) peekString() string {
+	if d.pos >= len(d.data) || d.data[d.pos] != '"' {
+		return ""
+	}
+	q := bytes.IndexByte(d.data[d.pos+1:], '"')
+	if q < 0 {
+		return ""
+	}
+	s := d.src[d.pos+1 : d.pos+1+q]
+	for i := 0; i < len(s); i++ {
+		if !plainByte[s[i]] {
+			return ""
+		}
+	}
+	return s
+}
+
+// skipString reads a string as str does. plain says the encoder writes its
+// value back as the same bytes: no escapes, valid UTF-8, no U+2028/U+2029.
+func (d *jsonDecoder) skipString() (plain, empty bool, err error) {
+	d.pos++ // opening quote
+	start := d.pos
+	// One pass for the common case, short plain text.
+	i := scanPlain(d.data, start)
+	if i < len(d.data) && d.data[i] == '"' {
+		d.pos = i + 1
+		return true, i == start, nil
+	}
+	q := bytes.IndexByte(d.data[start:], '"')
+	if q < 0 {
+		return false, false, d.errorf("unterminated string")
+	}
+	seg := d.data[start : start+q]
+	if bytes.IndexByte(seg, '\\') >= 0 {
+		return false, false, d.skipEscaped()
+	}
+	for i, c := range seg {
+		if c < 0x20 {
+			d.pos = start + i
+			return false, false, d.errorf("control character in a string")
+		}
+	}
+	d.pos = start + q + 1
+	// Not plain ASCII: plain when the encoder keeps the UTF-8 as it is.
+	return utf8.Valid(seg) && !bytes.Contains(seg, []byte("\u2028")) && !bytes.Contains(seg, []byte("\u2029")), false, nil
+}
+
+// skipEscaped reads the rest of a string with escapes, accepting what
+// strSlow accepts.
+func (d *jsonDecoder) skipEscaped() error {
+	for d.pos < len(d.data) {
+		c := d.data[d.pos]
+		switch {
+		case c == '"':
+			d.pos++
+			return nil
+		case c < 0x20:
+			return d.errorf("control character in a string")
+		case c != '\\':
+			d.pos++
+			continue
+		}
+		d.pos++ // backslash
+		if d.pos >= len(d.data) {
+			break
+		}
+		e := d.data[d.pos]
+		d.pos++
+		switch e {
+		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+		case 'u':
+			if _, ok := d.hex4(); !ok {
+				return d.errorf("invalid \\u escape")
+			}
+		default:
+			return d.errorf("invalid escape \\%c", e)
+		}
+	}
+	return d.errorf("unterminated string")
+}
+
+// skipNumber reads a number as number does.
+func (d *jsonDecoder) skipNumber() error {
+	if d.data[d.pos] == '-' {
+		d.pos++
+	}
+	digits := func() int {
+		n := 0
+		for d.pos < len(d.data) && d.data[d.pos] >= '0' && d.data[d.pos] <= '9' {
+			d.pos++
+			n++
+		}
+		return n
+	}
+	if d.pos < len(d.data) && d.data[d.pos] == '0' {
+		d.pos++
+	} else if digits() == 0 {
+		return d.errorf("invalid number")
+	}
+	if d.pos < len(d.data) && d.data[d.pos] == '.' {
+		d.pos++
+		if digits() == 0 {
+			return d.errorf("invalid number")
+		}
+	}
+	if d.pos < len(d.data) && (d.data[d.pos] == 'e' || d.data[d.pos] == 'E') {
+		d.pos++
+		if d.pos < len(d.data) && (d.data[d.pos] == '+' || d.data[d.pos] == '-') {
+			d.pos++
+		}
+		if digits() == 0 {
+			return d.errorf("invalid number")
+		}
+	}
+	return nil
+}
+
+// lookupFrom looks name up as t.Lookup does, among t's children from index
+// from on (found false: not there, which does not mean t has no such
+// child). Element names are unique in a type, so a match is Lookup's.
+func lookupFrom(t *model.Type, name string, from int) (child, choice int, found bool) {
+	kids := t.Children()
+	for i := from; i < len(kids); i++ {
+		cn := kids[i].Name
+		if len(name) < len(cn) || name[:len(cn)] != cn {
+			continue
+		}
+		if len(name) == len(cn) {
+			return i, -1, true
+		}
+		if !kids[i].Choice {
+			continue
+		}
+		// name[x]: the type's code with its first letter in upper case.
+		rest := name[len(cn):]
+		for j, code := range kids[i].Types {
+			if len(code) == len(rest) && code[1:] == rest[1:] && upperASCII(code[0]) == rest[0] {
+				return i, j, true
+			}
+		}
+	}
+	return 0, 0, false
+}
+
+func upperASCII(c byte) byte {
+	if c >= 'a' && c <= 'z' {
+		return c - 'a' + 'A'
+	}
+	return c
+}
