@@ -55,7 +55,8 @@ type RawFilter struct {
 	Limit      int // 0: implementation default (100)
 }
 
-// RawStore keeps raw inbound payloads.
+// RawStore keeps raw inbound payloads. An implementation may store a body
+// compressed; GetRaw and ListRaw return every body exactly as it was put.
 type RawStore interface {
 	PutRaw(ctx context.Context, p RawPayload) (int64, error)
 	GetRaw(ctx context.Context, practice string, id int64) (RawPayload, error)

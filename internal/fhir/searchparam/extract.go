@@ -111,7 +111,7 @@ func Extract(resourceType string, body []byte) ([]Entry, error) {
 	if !ok {
 		root = compiled[""]
 	}
-	x := extractor{b: body, out: make([]Entry, 0, min(64, 16+len(body)/64)), arena: make([]byte, 0, len(body)/2+64)}
+	x := extractor{b: body, out: make([]Entry, 0, min(64, 8+len(body)/128)), arena: make([]byte, 0, len(body)/2+64)}
 	i := skipWS(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return nil, fmt.Errorf("searchparam: %s body is not a JSON object", resourceType)
@@ -357,13 +357,29 @@ func (x *extractor) tokenLeaf(d *Def, v []byte) error {
 			}
 			sawCoding = true
 			return arrayElems(v, i, func(j int) (int, error) {
-				end, err := skipValue(v, j)
+				if v[j] != '{' {
+					return skipValue(v, j)
+				}
+				var s, cd []byte
+				var se, ce bool
+				end, err := objectFields(v, j, func(k []byte, f int) (int, error) {
+					if v[f] == '"' && (string(k) == "system" && s == nil || string(k) == "code" && cd == nil) {
+						raw, esc, e, err := rawStringAt(v, f)
+						if err != nil {
+							return 0, err
+						}
+						if k[0] == 's' {
+							s, se = raw, esc
+						} else {
+							cd, ce = raw, esc
+						}
+						return e, nil
+					}
+					return skipValue(v, f)
+				})
 				if err != nil {
 					return 0, err
 				}
-				c := v[j:end]
-				s, se, _ := fieldRaw(c, "system")
-				cd, ce, _ := fieldRaw(c, "code")
 				return end, x.emitToken(d, s, se, cd, ce)
 			})
 		case "system", "code", "value":
@@ -552,17 +568,22 @@ func dedupe(es []Entry) []Entry {
 		return dedupeMap(es)
 	}
 	out := es[:0]
-	for _, e := range es {
+	for i := range es {
+		e := &es[i]
 		dup := false
 		for k := range out {
 			o := &out[k]
+			// Lengths first: most pairs are different parameters or values.
+			if len(o.Name) != len(e.Name) || len(o.Value) != len(e.Value) || len(o.Exact) != len(e.Exact) {
+				continue
+			}
 			if o.Value == e.Value && o.Name == e.Name && o.Exact == e.Exact && o.Low.Equal(e.Low) && o.High.Equal(e.High) {
 				dup = true
 				break
 			}
 		}
 		if !dup {
-			out = append(out, e)
+			out = append(out, *e) // len(out) <= i: never overwrites an entry still to be read
 		}
 	}
 	return out

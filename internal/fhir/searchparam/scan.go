@@ -1,6 +1,7 @@
 package searchparam
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 )
@@ -24,20 +25,36 @@ func skipWS(b []byte, i int) int {
 	return i
 }
 
+// closingQuote returns the index of the quote that ends the string whose
+// contents start at b[i], or -1. It finds quotes with bytes.IndexByte (a
+// vector search: most of a resource's bytes are in strings) and skips those
+// escaped by an odd run of backslashes.
+func closingQuote(b []byte, i int) int {
+	for i <= len(b) {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			return -1
+		}
+		q := i + j
+		n := 0
+		for k := q - 1; k >= i && b[k] == '\\'; k-- {
+			n++
+		}
+		if n%2 == 0 {
+			return q
+		}
+		i = q + 1
+	}
+	return -1
+}
+
 // skipString returns the index just after the string starting at b[i] == '"'.
 func skipString(b []byte, i int) (int, error) {
-	i++
-	for i < len(b) {
-		switch b[i] {
-		case '"':
-			return i + 1, nil
-		case '\\':
-			i += 2
-		default:
-			i++
-		}
+	q := closingQuote(b, i+1)
+	if q < 0 {
+		return 0, errSyntax
 	}
-	return 0, errSyntax
+	return q + 1, nil
 }
 
 // skipValue returns the index just after the value starting at b[i]. Skipped
@@ -91,18 +108,11 @@ func skipValue(b []byte, i int) (int, error) {
 // rawKey returns the bytes of an object key (no unescaping: FHIR element
 // names never need it) and the index after the closing quote.
 func rawKey(b []byte, i int) ([]byte, int, error) {
-	j := i + 1
-	for j < len(b) {
-		switch b[j] {
-		case '"':
-			return b[i+1 : j], j + 1, nil
-		case '\\':
-			j += 2
-		default:
-			j++
-		}
+	q := closingQuote(b, i+1)
+	if q < 0 {
+		return nil, 0, errSyntax
 	}
-	return nil, 0, errSyntax
+	return b[i+1 : q], q + 1, nil
 }
 
 // objectFields iterates the members of the object at b[i] == '{', calling fn
@@ -176,19 +186,12 @@ func arrayElems(b []byte, i int, fn func(v int) (int, error)) (int, error) {
 // rawStringAt returns the bytes between the quotes of the JSON string at
 // b[i] == '"', whether they contain escapes, and the index after the string.
 func rawStringAt(b []byte, i int) (raw []byte, esc bool, end int, err error) {
-	j := i + 1
-	for j < len(b) {
-		switch b[j] {
-		case '"':
-			return b[i+1 : j], esc, j + 1, nil
-		case '\\':
-			esc = true
-			j += 2
-		default:
-			j++
-		}
+	q := closingQuote(b, i+1)
+	if q < 0 {
+		return nil, false, 0, errSyntax
 	}
-	return nil, false, 0, errSyntax
+	raw = b[i+1 : q]
+	return raw, bytes.IndexByte(raw, '\\') >= 0, q + 1, nil
 }
 
 // unescape decodes the raw (escaped) contents of a JSON string.

@@ -2,14 +2,13 @@ package sqlite
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"slices"
+	"math/bits"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,31 +28,39 @@ import (
 // index records the seq it is complete up to (its watermark) in the same
 // atomic batch as the data, so after a crash it catches up from
 // resource_versions, and a folder that does not belong to the database is
-// rebuilt. Nothing in it is kept in Go memory per resource: Pebble's block
+// rebuilt. Little of it is kept in Go memory per resource: Pebble's block
 // cache and memtables are bounded by Options, and what the index keeps in
 // memory is per collection (practice and resource type) and per parameter
-// name.
+// name, plus, for a collection created since Open, a filter of its ids at
+// 12 to 24 bits each, bounded per collection and in all (indexfilter.go).
 //
-// Key layout (integers big-endian, int64s with the sign bit flipped so they
-// sort as bytes, strings escaped by appendEsc so they sort as bytes and end
-// with a terminator):
+// Key layout (fixed-size integers big-endian, int64s with the sign bit
+// flipped so they sort as bytes, uv a uvarint, strings escaped by appendEsc
+// so they sort as bytes and end with a terminator):
 //
-//	cur      0x01 coll:4 id                         -> seq, version, flags, hash, lu
-//	order    0x02 coll:4 lu:8 id                    -> seq, entries
-//	posting  0x03 coll:4 name:2 value lu:8 id [sub] -> seq
+//	cur      0x01 coll:uv id                          -> seq, version, flags, hash, lu
+//	order    0x02 coll:uv lu:8 id                     -> seq, entries
+//	posting  0x03 coll:uv name:uv value lu:8 id [sub] -> seq
 //	meta     0x00 ...
 //
-// coll numbers a (practice, resource type); name numbers a parameter name;
-// lu is the resource's sort key (meta.lastUpdated in clamped unix
-// nanoseconds). An order key per live resource gives the (lastUpdated, id)
-// order every search returns; its value holds the resource's search entries,
-// so any criterion can be checked with searchparam's own matching without
-// reading the body. Posting values per entry type:
+// coll numbers a (practice, resource type); name numbers a parameter name
+// (uvarints are prefix-free, so one collection's or name's keys never mix
+// with another's); lu is the resource's sort key (meta.lastUpdated in
+// clamped unix nanoseconds). An order key per live resource gives the
+// (lastUpdated, id) order every search returns; its value holds the
+// resource's search entries (appendEntries), so any criterion can be checked
+// with searchparam's own matching without reading the body. Posting values
+// per entry type:
 //
 //	string     folded-value exact-text lu id
 //	token      code lu id system
 //	reference  target-id lu id target-type
 //	date       low:12 high:12 lu id          (unix seconds:8, nanoseconds:4)
+//
+// A token's system and a reference's target type (the "sub") are numbered
+// by a second dictionary (appendSub): a system URL of 50 bytes repeated in
+// every posting and every order value was a good part of the index's bytes,
+// and every byte is written again by each compaction.
 //
 // Token and reference postings of one value are therefore in (lastUpdated,
 // id) order, so a search on them pages without sorting. _id is answered from
@@ -76,9 +83,12 @@ type index struct {
 	nextColl uint32                   // writer only
 
 	dict          atomic.Pointer[nameDict]
-	dictPersisted int // names [0, dictPersisted) are on disk; writer only
+	dictPersisted int                      // names [0, dictPersisted) are on disk; writer only
+	subs          atomic.Pointer[nameDict] // token systems and reference target types
+	subsPersisted int                      // subs [0, subsPersisted) are on disk; writer only
 
-	scratch ops // apply's buffers, reused; writer only
+	scratch ops         // apply's buffers, reused; writer only
+	codes   []entryCode // apply's, reused; writer only
 
 	watermark atomic.Int64  // every version with seq <= watermark is indexed
 	commits   atomic.Uint64 // batches committed, so a writer can tell its reads are still current
@@ -108,6 +118,11 @@ type collection struct {
 	// broader parameter on the same elements (searchparam.NarrowsTo): only
 	// the broader one is posted. Immutable.
 	narrow map[string]searchparam.Narrowing
+
+	// ids filters lookups of ids the collection cannot hold (see idFilter):
+	// set for a collection created since Open, nil for one loaded from disk.
+	// The field is immutable; the filter may be dropped.
+	ids *idFilter
 }
 
 func newCollection(id uint32, practice, rt string) *collection {
@@ -143,8 +158,8 @@ type dateStat struct {
 	dirty    bool  // changed since last persisted; writer only
 }
 
-// nameDict maps parameter names to the 2-byte numbers used in keys. It is
-// copied on change (new names are rare) and read without locks.
+// nameDict maps parameter names (or subs) to the numbers used in keys. It
+// is copied on change (new names are rare) and read without locks.
 type nameDict struct {
 	names []string
 	ids   map[string]uint16
@@ -167,10 +182,18 @@ const (
 	metaLive      = 'l' // coll:4 -> live count:8
 	metaStat      = 's' // coll:4 name:2 -> width:8 inverted:1
 	metaName      = 'n' // name -> name:2
+	metaSub       = 'y' // sub -> sub:2
 )
 
 // indexFormat changes whenever the key layout or value encodings change.
-const indexFormat = "mediflow-index-1"
+// 2 (Dec 2026): uvarint collection and name numbers, numbered subs, entries
+// without _id.
+const indexFormat = "mediflow-index-2"
+
+// maxSubs bounds the sub dictionary: a source with endless distinct systems
+// gets its later ones spelled out in full rather than a dictionary that
+// grows with the data. (A variable so tests can reach the spelled-out path.)
+var maxSubs = 1024
 
 // IndexDir is where the store at dbPath keeps its search index.
 func IndexDir(dbPath string) string { return dbPath + ".index" }
@@ -207,6 +230,10 @@ func (p pebbleLog) Fatalf(format string, _ ...any) {
 }
 
 func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
+	fs := o.FS
+	if fs == nil {
+		fs = vfs.Default
+	}
 	po := &pebble.Options{
 		// Pebble charges its memtables to the block cache; size the cache
 		// so the blocks get CacheMB of their own.
@@ -215,7 +242,7 @@ func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
 		MemTableStopWritesThreshold: 2,
 		Logger:                      pebbleLog{log},
 		FormatMajorVersion:          pebble.FormatNewest,
-		FS:                          o.FS,
+		FS:                          bufferedFS{fs},
 		// No write-ahead log, and every batch commits with NoSync: the
 		// index is derived data and never needs durability of its own.
 		// Why that is safe:
@@ -255,6 +282,7 @@ func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
 	}
 	ix := &index{db: db, dir: dir, log: log, colls: map[collName]*collection{}, limits: defaultLimits()}
 	ix.dict.Store(&nameDict{ids: map[string]uint16{}})
+	ix.subs.Store(&nameDict{ids: map[string]uint16{}})
 	ix.plans.m = map[string]*plan{}
 	want := []byte(indexFormat + " " + searchparam.CatalogVersion())
 	got, err := ix.getMeta([]byte{tagMeta, metaFormat})
@@ -278,10 +306,38 @@ func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
 	return ix, nil
 }
 
-// close flushes the memtables (the index has no WAL) and closes Pebble.
+// close flushes the memtables (the index has no WAL) and closes Pebble,
+// logging how much Pebble wrote since Open and the compaction work it
+// leaves behind (numbers only: no keys).
 func (ix *index) close() error {
-	return errors.Join(ix.db.Flush(), ix.db.Close())
+	ferr := ix.db.Flush()
+	m := ix.db.Metrics()
+	var flushed, compacted uint64
+	for _, l := range m.Levels {
+		flushed += l.TableBytesFlushed
+		compacted += l.TableBytesCompacted
+	}
+	ix.log.Info("search index closed",
+		"flushed_bytes", flushed, "compacted_bytes", compacted,
+		"flushes", m.Flush.Count, "compactions", m.Compact.Count,
+		"compaction_debt_bytes", m.Compact.EstimatedDebt,
+		"l0_files", m.Levels[0].TablesCount, "l0_sublevels", m.Levels[0].Sublevels,
+		"disk_bytes", m.DiskSpaceUsage())
+	ix.log.Debug("search index metrics", "pebble", m.String())
+	if indexCloseHook != nil {
+		indexCloseHook(ix.dir, m)
+	}
+	ix.mu.Lock()
+	for _, c := range ix.colls {
+		c.ids.drop() // returns its bits to the process's budget
+	}
+	ix.mu.Unlock()
+	return errors.Join(ferr, ix.db.Close())
 }
+
+// indexCloseHook, when set, receives Pebble's metrics at close (the
+// mediflow_indexstats build tag sets it to print them, for benchmarks).
+var indexCloseHook func(dir string, m *pebble.Metrics)
 
 func (ix *index) getMeta(key []byte) ([]byte, error) {
 	v, c, err := ix.db.Get(key)
@@ -313,11 +369,16 @@ func (ix *index) wipe(format []byte) error {
 		return fmt.Errorf("sqlite: search index: compact: %w", err)
 	}
 	ix.mu.Lock()
+	for _, c := range ix.colls {
+		c.ids.drop()
+	}
 	ix.colls = map[collName]*collection{}
 	ix.nextColl = 0
 	ix.mu.Unlock()
 	ix.dict.Store(&nameDict{ids: map[string]uint16{}})
 	ix.dictPersisted = 0
+	ix.subs.Store(&nameDict{ids: map[string]uint16{}})
+	ix.subsPersisted = 0
 	ix.watermark.Store(0)
 	ix.commits.Add(1)
 	ix.plans.clear()
@@ -340,6 +401,7 @@ func (ix *index) loadMeta() error {
 	var stats []stat
 	lives := map[uint32]int64{}
 	d := &nameDict{ids: map[string]uint16{}}
+	sd := &nameDict{ids: map[string]uint16{}}
 	bad := func(what string) error { return fmt.Errorf("sqlite: search index: malformed %s record", what) }
 	for it.First(); it.Valid(); it.Next() {
 		k, v := it.Key(), it.Value()
@@ -374,17 +436,21 @@ func (ix *index) loadMeta() error {
 			}
 			stats = append(stats, stat{binary.BigEndian.Uint32(k[2:]), binary.BigEndian.Uint16(k[6:]),
 				dateStat{width: int64(binary.BigEndian.Uint64(v)), inverted: v[8] != 0}})
-		case metaName:
+		case metaName, metaSub:
 			name, _, ok := readEsc(k[2:])
 			if !ok || len(v) != 2 {
 				return bad("name")
 			}
-			id := binary.BigEndian.Uint16(v)
-			for len(d.names) <= int(id) {
-				d.names = append(d.names, "")
+			dd := d
+			if k[1] == metaSub {
+				dd = sd
 			}
-			d.names[id] = string(name)
-			d.ids[string(name)] = id
+			id := binary.BigEndian.Uint16(v)
+			for len(dd.names) <= int(id) {
+				dd.names = append(dd.names, "")
+			}
+			dd.names[id] = string(name)
+			dd.ids[string(name)] = id
 		}
 	}
 	if err := it.Error(); err != nil {
@@ -403,6 +469,8 @@ func (ix *index) loadMeta() error {
 	}
 	ix.dict.Store(d)
 	ix.dictPersisted = len(d.names)
+	ix.subs.Store(sd)
+	ix.subsPersisted = len(sd.names)
 	return nil
 }
 
@@ -422,6 +490,7 @@ func (ix *index) collFor(practice, rt string) *collection {
 	ix.mu.Lock()
 	defer ix.mu.Unlock()
 	c := newCollection(ix.nextColl, strings.Clone(practice), strings.Clone(rt))
+	c.ids = newIDFilter() // new: every id it will hold goes through apply
 	ix.nextColl++
 	ix.colls[collName{c.practice, c.rt}] = c
 	return c
@@ -457,6 +526,86 @@ func (ix *index) nameID(name string) (uint16, error) {
 	nd.ids[nd.names[id]] = id
 	ix.dict.Store(nd)
 	return id, nil
+}
+
+// subID returns the number of a sub (a token system or reference target
+// type), assigning one while the dictionary has room (writer only); false
+// when it has none: the sub is then spelled out.
+func (ix *index) subID(sub string) (uint16, bool) {
+	d := ix.subs.Load()
+	if id, ok := d.ids[sub]; ok {
+		return id, true
+	}
+	if len(d.names) >= maxSubs {
+		return 0, false
+	}
+	nd := &nameDict{names: append(d.names[:len(d.names):len(d.names)], strings.Clone(sub)), ids: make(map[string]uint16, len(d.ids)+1)}
+	for k, v := range d.ids {
+		nd.ids[k] = v
+	}
+	id := uint16(len(d.names))
+	nd.ids[nd.names[id]] = id
+	ix.subs.Store(nd)
+	return id, true
+}
+
+// appendSub appends a sub: its number plus one (a uvarint, never 0x00), or
+// 0x00 and the escaped string when it has no number.
+func (ix *index) appendSub(dst []byte, sub string) []byte {
+	if id, ok := ix.subID(sub); ok {
+		return binary.AppendUvarint(dst, uint64(id)+1)
+	}
+	return appendEsc(append(dst, 0), sub)
+}
+
+// dictView resolves the numbers a reader finds in keys and values. It
+// starts from the dictionaries as they were when the read began, and
+// reloads them when it meets a number assigned since (apply publishes a
+// number before the batch that uses it commits).
+type dictView struct {
+	ix          *index
+	names, subs []string
+}
+
+func (ix *index) view() *dictView {
+	return &dictView{ix: ix, names: ix.dict.Load().names, subs: ix.subs.Load().names}
+}
+
+func (d *dictView) name(id uint64) (string, bool) {
+	if id >= uint64(len(d.names)) {
+		d.names = d.ix.dict.Load().names
+		if id >= uint64(len(d.names)) {
+			return "", false
+		}
+	}
+	return d.names[id], true
+}
+
+func (d *dictView) sub(id uint64) (string, bool) {
+	if id >= uint64(len(d.subs)) {
+		d.subs = d.ix.subs.Load().names
+		if id >= uint64(len(d.subs)) {
+			return "", false
+		}
+	}
+	return d.subs[id], true
+}
+
+// readSub decodes a sub written by appendSub at the start of b.
+func (d *dictView) readSub(b []byte) (sub string, rest []byte, ok bool) {
+	if len(b) == 0 {
+		return "", nil, false
+	}
+	if b[0] == 0 {
+		s, rest, ok := readEsc(b[1:])
+		return unsafe.String(unsafe.SliceData(s), len(s)), rest, ok
+	}
+	n, k := binary.Uvarint(b)
+	if k <= 0 {
+		return "", nil, false
+	}
+	s, ok := d.sub(n - 1)
+	return s, b[k:], ok
 }
 
 // curState is a resource's current version as the cur table records it.
@@ -500,7 +649,7 @@ func decodeCur(b []byte) (curState, bool) {
 
 // current returns the cur record of a resource.
 func (ix *index) current(c *collection, id string) (curState, bool, error) {
-	if c == nil {
+	if c == nil || !c.ids.mayContain(id) {
 		return curState{}, false, nil
 	}
 	var kb [64]byte
@@ -522,25 +671,34 @@ func (ix *index) current(c *collection, id string) (curState, bool, error) {
 
 // curReader looks up cur records through one iterator: cheaper than a Get
 // each when a batch looks up many (a Get builds an iterator every time).
-// It sees the index as of its creation.
+// It sees the index as of its first lookup that reaches Pebble (the
+// iterator is opened then: a batch of new ids may never need it).
 type curReader struct {
+	ix *index
 	it *pebble.Iterator
 	kb []byte
 }
 
 func (ix *index) newCurReader() (*curReader, error) {
-	it, err := ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagCur}, UpperBound: []byte{tagOrder}})
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: search index: %w", err)
-	}
-	return &curReader{it: it}, nil
+	return &curReader{ix: ix}, nil
 }
 
-func (r *curReader) close() { r.it.Close() }
+func (r *curReader) close() {
+	if r.it != nil {
+		r.it.Close()
+	}
+}
 
 func (r *curReader) get(c *collection, id string) (curState, bool, error) {
-	if c == nil {
+	if c == nil || !c.ids.mayContain(id) {
 		return curState{}, false, nil
+	}
+	if r.it == nil {
+		it, err := r.ix.db.NewIter(&pebble.IterOptions{LowerBound: []byte{tagCur}, UpperBound: []byte{tagOrder}})
+		if err != nil {
+			return curState{}, false, fmt.Errorf("sqlite: search index: %w", err)
+		}
+		r.it = it
 	}
 	r.kb = curKey(r.kb[:0], c.id, id)
 	// The whole key is the prefix (default Split), so this seek consults
@@ -575,7 +733,8 @@ func (ix *index) storedEntries(c *collection, lu int64, id string) ([]searchpara
 	if n <= 0 {
 		return nil, errors.New("sqlite: search index: malformed order record")
 	}
-	es, err := decodeEntries(v[n:], ix.dict.Load().names, nil)
+	var arena []byte
+	es, err := decodeEntries(v[n:], ix.view(), id, nil, &arena)
 	if err != nil {
 		return nil, err
 	}
@@ -632,8 +791,20 @@ type ops struct {
 }
 
 type kvOp struct {
-	k0, k1, v1 int // key buf[k0:k1], value buf[k1:v1]
+	// pfx and pfx2 are the key's first 16 bytes, big-endian, zero-padded:
+	// most comparisons end with them.
+	pfx, pfx2  uint64
+	k0, k1, v1 uint32 // key buf[k0:k1], value buf[k1:v1] (small, so the sort moves less)
 	del        bool
+}
+
+func keyPrefix(k []byte) (uint64, uint64) {
+	if len(k) >= 16 {
+		return binary.BigEndian.Uint64(k), binary.BigEndian.Uint64(k[8:])
+	}
+	var b [16]byte
+	copy(b[:], k)
+	return binary.BigEndian.Uint64(b[:]), binary.BigEndian.Uint64(b[8:])
 }
 
 // key starts a key at the end of the buffer; the caller appends to the
@@ -644,24 +815,129 @@ func (o *ops) set(withKey []byte, k0 int, value []byte) {
 	o.buf = withKey
 	k1 := len(o.buf)
 	o.buf = append(o.buf, value...)
-	o.kv = append(o.kv, kvOp{k0: k0, k1: k1, v1: len(o.buf)})
+	p1, p2 := keyPrefix(o.buf[k0:k1])
+	o.kv = append(o.kv, kvOp{pfx: p1, pfx2: p2, k0: uint32(k0), k1: uint32(k1), v1: uint32(len(o.buf))})
 }
 
 func (o *ops) del(withKey []byte, k0 int) {
 	o.buf = withKey
-	o.kv = append(o.kv, kvOp{k0: k0, k1: len(o.buf), v1: len(o.buf), del: true})
+	p1, p2 := keyPrefix(o.buf[k0:])
+	o.kv = append(o.kv, kvOp{pfx: p1, pfx2: p2, k0: uint32(k0), k1: uint32(len(o.buf)), v1: uint32(len(o.buf)), del: true})
+}
+
+// less orders operations by key, then by the order they were added in (keys
+// are laid out in the buffer in that order, so k0 breaks ties).
+func (o *ops) less(x, y *kvOp) bool {
+	if x.pfx != y.pfx {
+		return x.pfx < y.pfx
+	}
+	if x.pfx2 != y.pfx2 {
+		return x.pfx2 < y.pfx2
+	}
+	from := uint32(0)
+	if x.k1-x.k0 >= 16 && y.k1-y.k0 >= 16 {
+		from = 16 // the first 16 bytes are equal
+	}
+	if c := bytes.Compare(o.buf[x.k0+from:x.k1], o.buf[y.k0+from:y.k1]); c != 0 {
+		return c < 0
+	}
+	return x.k0 < y.k0
+}
+
+// sort sorts kv with less: an introsort (quicksort, insertion sort for
+// short runs, heapsort past a depth limit) written out for kvOp, because a
+// batch sorts about ten operations per resource and a generic sort's call
+// per comparison was most of that cost.
+func (o *ops) sort(kv []kvOp) {
+	o.quick(kv, 2*bits.Len(uint(len(kv))))
+}
+
+func (o *ops) quick(kv []kvOp, depth int) {
+	for len(kv) > 12 {
+		if depth == 0 {
+			o.heapSort(kv)
+			return
+		}
+		depth--
+		// Median of three to kv[0], then partition around it.
+		m := len(kv) / 2
+		a, b, c := 0, m, len(kv)-1
+		if o.less(&kv[b], &kv[a]) {
+			a, b = b, a
+		}
+		if o.less(&kv[c], &kv[b]) {
+			b = c
+			if o.less(&kv[b], &kv[a]) {
+				b = a
+			}
+		}
+		kv[0], kv[b] = kv[b], kv[0]
+		p := &kv[0]
+		i, j := 1, len(kv)-1
+		for {
+			for i <= j && o.less(&kv[i], p) {
+				i++
+			}
+			for i <= j && o.less(p, &kv[j]) {
+				j--
+			}
+			if i >= j {
+				break
+			}
+			kv[i], kv[j] = kv[j], kv[i]
+			i++
+			j--
+		}
+		kv[0], kv[j] = kv[j], kv[0]
+		// Recurse into the smaller side, loop on the larger.
+		if j < len(kv)-j-1 {
+			o.quick(kv[:j], depth)
+			kv = kv[j+1:]
+		} else {
+			o.quick(kv[j+1:], depth)
+			kv = kv[:j]
+		}
+	}
+	for i := 1; i < len(kv); i++ {
+		for j := i; j > 0 && o.less(&kv[j], &kv[j-1]); j-- {
+			kv[j], kv[j-1] = kv[j-1], kv[j]
+		}
+	}
+}
+
+func (o *ops) heapSort(kv []kvOp) {
+	down := func(i, n int) {
+		for {
+			c := 2*i + 1
+			if c >= n {
+				return
+			}
+			if c+1 < n && o.less(&kv[c], &kv[c+1]) {
+				c++
+			}
+			if !o.less(&kv[i], &kv[c]) {
+				return
+			}
+			kv[i], kv[c] = kv[c], kv[i]
+			i = c
+		}
+	}
+	for i := len(kv)/2 - 1; i >= 0; i-- {
+		down(i, len(kv))
+	}
+	for n := len(kv) - 1; n > 0; n-- {
+		kv[0], kv[n] = kv[n], kv[0]
+		down(0, n)
+	}
 }
 
 // apply adds the operations to b in key order; for equal keys the order
-// they were added in is kept (a delete then a set leaves the set): keys
-// are laid out in the buffer in that order, so k0 breaks ties.
+// they were added in is kept (a delete then a set leaves the set).
 func (o *ops) apply(b *pebble.Batch) error {
-	slices.SortFunc(o.kv, func(x, y kvOp) int {
-		if c := bytes.Compare(o.buf[x.k0:x.k1], o.buf[y.k0:y.k1]); c != 0 {
-			return c
-		}
-		return cmp.Compare(x.k0, y.k0)
-	})
+	if len(o.buf) > math.MaxUint32 {
+		return errors.New("sqlite: search index: batch too large")
+	}
+	o.sort(o.kv)
 	for _, op := range o.kv {
 		var err error
 		if op.del {
@@ -710,13 +986,16 @@ func (ix *index) apply(vs []indexedVersion, t tip) error {
 		if prevLive {
 			k0 := len(o.buf)
 			o.del(orderKey(o.key(), c.id, v.prev.lu, v.id), k0)
+			if ix.codes, err = ix.codeEntries(ix.codes[:0], v.prevEntries); err != nil {
+				return err
+			}
 			for k := range v.prevEntries {
 				e := &v.prevEntries[k]
 				if !c.posted(e) {
 					continue
 				}
 				k0 := len(o.buf)
-				key, err := ix.postingKey(o.key(), c, e, v.prev.lu, v.id)
+				key, err := ix.postingKey(o.key(), c, e, &ix.codes[k], v.prev.lu, v.id)
 				if err != nil {
 					return err
 				}
@@ -725,25 +1004,24 @@ func (ix *index) apply(vs []indexedVersion, t tip) error {
 			d.live--
 		}
 		if !v.cur.deleted {
-			val = binary.AppendUvarint(val[:0], uint64(v.cur.seq))
-			if val, err = ix.appendEntries(val, v.entries); err != nil {
+			if ix.codes, err = ix.codeEntries(ix.codes[:0], v.entries); err != nil {
 				return err
 			}
+			val = binary.AppendUvarint(val[:0], uint64(v.cur.seq))
+			val = ix.appendEntries(val, v.entries, ix.codes, v.id)
 			k0 := len(o.buf)
 			o.set(orderKey(o.key(), c.id, v.cur.lu, v.id), k0, val)
 			val = binary.AppendUvarint(val[:0], uint64(v.cur.seq))
 			for k := range v.entries {
 				e := &v.entries[k]
 				if e.Type == searchparam.Date {
-					if err = ix.noteDate(c, e); err != nil {
-						return err
-					}
+					ix.noteDate(c, e, ix.codes[k].name)
 				}
 				if !c.posted(e) {
 					continue
 				}
 				k0 := len(o.buf)
-				key, err := ix.postingKey(o.key(), c, e, v.cur.lu, v.id)
+				key, err := ix.postingKey(o.key(), c, e, &ix.codes[k], v.cur.lu, v.id)
 				if err != nil {
 					return err
 				}
@@ -753,13 +1031,18 @@ func (ix *index) apply(vs []indexedVersion, t tip) error {
 		}
 		k0 := len(o.buf)
 		o.set(curKey(o.key(), c.id, v.id), k0, appendCur(val[:0], v.cur))
+		c.ids.add(v.id) // before the commit: a reader that misses it finds it queued
 	}
 	// Metadata: new collections and names, counts, date statistics, and the
 	// watermark, all in the same batch as the data they describe.
-	dict := ix.dict.Load()
+	dict, subs := ix.dict.Load(), ix.subs.Load()
 	for id := ix.dictPersisted; id < len(dict.names); id++ {
 		k0 := len(o.buf)
 		o.set(appendEsc(append(o.key(), tagMeta, metaName), dict.names[id]), k0, binary.BigEndian.AppendUint16(val[:0], uint16(id)))
+	}
+	for id := ix.subsPersisted; id < len(subs.names); id++ {
+		k0 := len(o.buf)
+		o.set(appendEsc(append(o.key(), tagMeta, metaSub), subs.names[id]), k0, binary.BigEndian.AppendUint16(val[:0], uint16(id)))
 	}
 	var written []*dateStat
 	for _, d := range touched {
@@ -797,6 +1080,7 @@ func (ix *index) apply(vs []indexedVersion, t tip) error {
 		return fmt.Errorf("sqlite: search index: commit: %w", err)
 	}
 	ix.dictPersisted = len(dict.names)
+	ix.subsPersisted = len(subs.names)
 	for _, st := range written {
 		st.dirty = false // writer only; readers never look at dirty
 	}
@@ -813,11 +1097,7 @@ func (ix *index) apply(vs []indexedVersion, t tip) error {
 // noteDate widens the collection's statistics for a date entry. It runs
 // before the batch commits: statistics that are too wide are harmless, too
 // narrow would hide matches.
-func (ix *index) noteDate(c *collection, e *searchparam.Entry) error {
-	id, err := ix.nameID(e.Name)
-	if err != nil {
-		return err
-	}
+func (ix *index) noteDate(c *collection, e *searchparam.Entry, id uint16) {
 	lo, hi := e.Low.Unix(), e.High.Unix()
 	inverted := e.High.Before(e.Low)
 	width := int64(0)
@@ -829,7 +1109,7 @@ func (ix *index) noteDate(c *collection, e *searchparam.Entry) error {
 	ok := st != nil && st.width >= width && (st.inverted || !inverted)
 	c.statMu.RUnlock()
 	if ok {
-		return nil
+		return
 	}
 	c.statMu.Lock()
 	if st = c.stats[id]; st == nil {
@@ -840,7 +1120,6 @@ func (ix *index) noteDate(c *collection, e *searchparam.Entry) error {
 	st.inverted = st.inverted || inverted
 	st.dirty = true
 	c.statMu.Unlock()
-	return nil
 }
 
 // dateStatOf returns a collection's statistics for a date parameter.
@@ -934,7 +1213,7 @@ func successor(p []byte) []byte {
 }
 
 func collPrefix(dst []byte, tag byte, coll uint32) []byte {
-	return binary.BigEndian.AppendUint32(append(dst, tag), coll)
+	return binary.AppendUvarint(append(dst, tag), uint64(coll))
 }
 
 func curKey(dst []byte, coll uint32, id string) []byte {
@@ -946,7 +1225,7 @@ func orderKey(dst []byte, coll uint32, lu int64, id string) []byte {
 }
 
 func postingPrefix(dst []byte, coll uint32, name uint16) []byte {
-	return binary.BigEndian.AppendUint16(collPrefix(dst, tagPosting, coll), name)
+	return binary.AppendUvarint(collPrefix(dst, tagPosting, coll), uint64(name))
 }
 
 // appendTime appends t as 12 sortable bytes (unix seconds, nanoseconds).
@@ -959,53 +1238,130 @@ func readTime(b []byte) time.Time {
 	return time.Unix(unsortable(binary.BigEndian.Uint64(b)), int64(binary.BigEndian.Uint32(b[8:]))).UTC()
 }
 
-// postingKey builds the posting of one entry of resource id.
-func (ix *index) postingKey(dst []byte, c *collection, e *searchparam.Entry, lu int64, id string) ([]byte, error) {
-	name, err := ix.nameID(e.Name)
-	if err != nil {
-		return nil, err
-	}
-	dst = postingPrefix(dst, c.id, name)
-	var sub string
-	hasSub := false
+// postingKey builds the posting of one entry of resource id; code is the
+// entry's (codeEntries).
+func (ix *index) postingKey(dst []byte, c *collection, e *searchparam.Entry, code *entryCode, lu int64, id string) ([]byte, error) {
+	dst = postingPrefix(dst, c.id, code.name)
 	switch e.Type {
 	case searchparam.String:
 		dst = appendEsc(appendEsc(dst, e.Value), e.Exact)
-	case searchparam.Token:
-		sys, code, _ := strings.Cut(e.Value, "|")
-		dst = appendEsc(dst, code)
-		sub, hasSub = sys, true
-	case searchparam.Reference:
-		typ, target, _ := strings.Cut(e.Value, "/")
-		dst = appendEsc(dst, target)
-		sub, hasSub = typ, true
+	case searchparam.Token, searchparam.Reference:
+		// The code (token) or target id (reference) is the value; the
+		// system or type the sub. A value without the separator (none is
+		// extracted so) is all sub.
+		dst = appendEsc(dst, code.rest)
 	case searchparam.Date:
 		dst = appendTime(appendTime(dst, e.Low), e.High)
 	default:
 		return nil, fmt.Errorf("sqlite: search index: parameter type %s is not indexed", e.Type)
 	}
 	dst = appendEsc(binary.BigEndian.AppendUint64(dst, sortable(lu)), id)
-	if hasSub {
-		dst = appendEsc(dst, sub)
+	switch {
+	case e.Type != searchparam.Token && e.Type != searchparam.Reference:
+	case code.sub >= 0:
+		dst = binary.AppendUvarint(dst, uint64(code.sub)+1)
+	case code.sub == subNone:
+		dst = ix.appendSub(dst, e.Value)
+	default:
+		dst = appendEsc(append(dst, 0), code.subStr)
+	}
+	return dst, nil
+}
+
+// entryCode is what apply needs of an entry, looked up once: its name's
+// number and, for a token or reference, the value split into sub and rest
+// and the sub's number.
+type entryCode struct {
+	name   uint16
+	sub    int32 // the sub's number, subLiteral (spelled out) or subNone (no separator)
+	subStr string
+	rest   string
+}
+
+const (
+	subLiteral = -1
+	subNone    = -2
+)
+
+func (ix *index) codeEntries(dst []entryCode, es []searchparam.Entry) ([]entryCode, error) {
+	for i := range es {
+		e := &es[i]
+		name, err := ix.nameID(e.Name)
+		if err != nil {
+			return nil, err
+		}
+		switch e.Type {
+		case searchparam.String, searchparam.Token, searchparam.Reference, searchparam.Date:
+		default:
+			return nil, fmt.Errorf("sqlite: search index: parameter type %s is not indexed", e.Type)
+		}
+		c := entryCode{name: name, sub: subNone}
+		if sep := subSep(e.Type); sep != 0 {
+			if i := strings.IndexByte(e.Value, sep); i >= 0 {
+				c.subStr, c.rest, c.sub = e.Value[:i], e.Value[i+1:], subLiteral
+				if id, ok := ix.subID(c.subStr); ok {
+					c.sub = int32(id)
+				}
+			}
+		}
+		dst = append(dst, c)
 	}
 	return dst, nil
 }
 
 // ---- entries
 
-// Entry encoding: count, then per entry: name number, type (with bit 0x80
-// set when a string's exact text equals its folded value), and the value.
-const sameExact = 0x80
+// Entry encoding (the value of an order key, after the seq):
+//
+//	count<<1 | hasID (uvarint), then per entry: name number (uvarint), a type
+//	byte, and the value:
+//	  string     value (length-prefixed), then exact text unless the type
+//	             byte has sameExact (exact text equals the folded value)
+//	  token      with splitSub: system as a sub (appendSub), code; else the
+//	  reference  whole value. A reference splits into target type and the
+//	             rest the same way.
+//	  date       low and high as varint seconds and uvarint nanoseconds
+//
+// The _id entry ("|" + id) is not stored: hasID says it was there, and the
+// decoder makes it from the key's id.
+const (
+	sameExact = 0x80
+	splitSub  = 0x40
+	typeMask  = 0x3f
+)
 
-func (ix *index) appendEntries(dst []byte, es []searchparam.Entry) ([]byte, error) {
-	dst = binary.AppendUvarint(dst, uint64(len(es)))
+// subSep is the separator between a token's system and code ("|") or a
+// reference's type and target ("/"); 0 for other types.
+func subSep(t searchparam.Type) byte {
+	switch t {
+	case searchparam.Token:
+		return '|'
+	case searchparam.Reference:
+		return '/'
+	}
+	return 0
+}
+
+func (ix *index) appendEntries(dst []byte, es []searchparam.Entry, codes []entryCode, id string) []byte {
+	hasID := -1
 	for i := range es {
-		e := &es[i]
-		id, err := ix.nameID(e.Name)
-		if err != nil {
-			return nil, err
+		if es[i].Name == "_id" && es[i].Type == searchparam.Token && len(es[i].Value) == len(id)+1 &&
+			es[i].Value[0] == '|' && es[i].Value[1:] == id {
+			hasID = i
+			break
 		}
-		dst = binary.AppendUvarint(dst, uint64(id))
+	}
+	n := uint64(len(es)) << 1
+	if hasID >= 0 {
+		n = uint64(len(es)-1)<<1 | 1
+	}
+	dst = binary.AppendUvarint(dst, n)
+	for i := range es {
+		if i == hasID {
+			continue
+		}
+		e, c := &es[i], &codes[i]
+		dst = binary.AppendUvarint(dst, uint64(c.name))
 		switch e.Type {
 		case searchparam.String:
 			if e.Exact == e.Value {
@@ -1016,19 +1372,28 @@ func (ix *index) appendEntries(dst []byte, es []searchparam.Entry) ([]byte, erro
 				dst = appendLenString(appendLenString(dst, e.Value), e.Exact)
 			}
 		case searchparam.Token, searchparam.Reference:
-			dst = append(dst, byte(e.Type))
-			dst = appendLenString(dst, e.Value)
+			switch {
+			case c.sub >= 0:
+				dst = append(dst, byte(e.Type)|splitSub)
+				dst = binary.AppendUvarint(dst, uint64(c.sub)+1)
+				dst = appendLenString(dst, c.rest)
+			case c.sub == subLiteral:
+				dst = append(dst, byte(e.Type)|splitSub)
+				dst = appendEsc(append(dst, 0), c.subStr)
+				dst = appendLenString(dst, c.rest)
+			default:
+				dst = append(dst, byte(e.Type))
+				dst = appendLenString(dst, e.Value)
+			}
 		case searchparam.Date:
 			dst = append(dst, byte(e.Type))
 			dst = binary.AppendVarint(dst, e.Low.Unix())
 			dst = binary.AppendUvarint(dst, uint64(e.Low.Nanosecond()))
 			dst = binary.AppendVarint(dst, e.High.Unix())
 			dst = binary.AppendUvarint(dst, uint64(e.High.Nanosecond()))
-		default:
-			return nil, fmt.Errorf("sqlite: search index: parameter type %s is not indexed", e.Type)
 		}
 	}
-	return dst, nil
+	return dst
 }
 
 func appendLenString(dst []byte, s string) []byte {
@@ -1037,15 +1402,25 @@ func appendLenString(dst []byte, s string) []byte {
 
 var errBadEntries = errors.New("sqlite: search index: malformed entries")
 
-// decodeEntries decodes entries into buf (reused). The strings alias b: they
-// are valid only as long as b is.
-func decodeEntries(b []byte, names []string, buf []searchparam.Entry) ([]searchparam.Entry, error) {
+// decodeEntries decodes the entries of resource id into buf (reused). The
+// strings alias b, the dictionaries and *arena (reused: it is overwritten by
+// the next call), so they are valid only until then and as long as b is.
+func decodeEntries(b []byte, d *dictView, id string, buf []searchparam.Entry, arena *[]byte) ([]searchparam.Entry, error) {
 	n, k := binary.Uvarint(b)
-	if k <= 0 || n > uint64(len(b)) {
+	if k <= 0 || n>>1 > uint64(len(b)) {
 		return nil, errBadEntries
 	}
 	b = b[k:]
 	out := buf[:0]
+	a := (*arena)[:0]
+	// joined returns x + sep + y as a string in the arena. Earlier strings
+	// stay valid when the arena grows: they keep the old array.
+	joined := func(x string, sep byte, y string) string {
+		start := len(a)
+		a = append(append(append(a, x...), sep), y...)
+		s := a[start:]
+		return unsafe.String(unsafe.SliceData(s), len(s))
+	}
 	str := func() (string, bool) {
 		l, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < l {
@@ -1071,13 +1446,17 @@ func decodeEntries(b []byte, names []string, buf []searchparam.Entry) ([]searchp
 		b = b[k:]
 		return v, true
 	}
-	for range n {
-		id, ok := unum()
-		if !ok || id >= uint64(len(names)) || len(b) == 0 {
+	for range n >> 1 {
+		nid, ok := unum()
+		if !ok || len(b) == 0 {
 			return nil, errBadEntries
 		}
-		e := searchparam.Entry{Name: names[id], Type: searchparam.Type(b[0] &^ sameExact)}
-		same := b[0]&sameExact != 0
+		name, ok := d.name(nid)
+		if !ok {
+			return nil, errBadEntries
+		}
+		e := searchparam.Entry{Name: name, Type: searchparam.Type(b[0] & typeMask)}
+		flags := b[0] &^ typeMask
 		b = b[1:]
 		switch e.Type {
 		case searchparam.String:
@@ -1085,15 +1464,27 @@ func decodeEntries(b []byte, names []string, buf []searchparam.Entry) ([]searchp
 				return nil, errBadEntries
 			}
 			e.Exact = e.Value
-			if !same {
+			if flags&sameExact == 0 {
 				if e.Exact, ok = str(); !ok {
 					return nil, errBadEntries
 				}
 			}
 		case searchparam.Token, searchparam.Reference:
-			if e.Value, ok = str(); !ok {
+			if flags&splitSub == 0 {
+				if e.Value, ok = str(); !ok {
+					return nil, errBadEntries
+				}
+				break
+			}
+			var sub string
+			if sub, b, ok = d.readSub(b); !ok {
 				return nil, errBadEntries
 			}
+			rest, ok := str()
+			if !ok {
+				return nil, errBadEntries
+			}
+			e.Value = joined(sub, subSep(e.Type), rest)
 		case searchparam.Date:
 			ls, ok1 := num()
 			ln, ok2 := unum()
@@ -1108,5 +1499,9 @@ func decodeEntries(b []byte, names []string, buf []searchparam.Entry) ([]searchp
 		}
 		out = append(out, e)
 	}
+	if n&1 != 0 {
+		out = append(out, searchparam.Entry{Name: "_id", Type: searchparam.Token, Value: joined("", '|', id)})
+	}
+	*arena = a
 	return out, nil
 }

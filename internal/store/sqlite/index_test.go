@@ -280,7 +280,20 @@ func pageAll(t *testing.T, s *Store, rt string, params []store.SearchParam, coun
 // ways, under the default planner limits and under limits that force the
 // other drivers (tiny caps: spans and order walks with many ranges; huge
 // caps: every set collected), and after reopening the store.
+//
+// It runs twice: with the sub dictionary as shipped, and with room for only
+// two subs, so most token systems and reference types are spelled out in
+// postings and entries (the path a source with endless systems takes).
 func TestIndexAgreesWithMatch(t *testing.T) {
+	t.Run("numbered subs", testIndexAgreesWithMatch)
+	t.Run("spelled-out subs", func(t *testing.T) {
+		defer func(n int) { maxSubs = n }(maxSubs)
+		maxSubs = 2
+		testIndexAgreesWithMatch(t)
+	})
+}
+
+func testIndexAgreesWithMatch(t *testing.T) {
 	ctx := context.Background()
 	s, path := openTemp(t)
 	defer func() { s.Close() }()

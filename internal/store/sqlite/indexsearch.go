@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/cockroachdb/pebble/v2"
 
@@ -153,7 +154,7 @@ type query struct {
 	ix    *index
 	c     *collection
 	cs    []searchparam.Criterion
-	names []string     // the name dictionary at the start
+	dv    *dictView    // resolves names and subs
 	ids   []int        // per criterion: the name number of its postings, -1 when never indexed
 	kinds []driverKind // per criterion
 	// narrow, per criterion: the target types, when its postings are those
@@ -162,6 +163,7 @@ type query struct {
 	snap   *pebble.Snapshot // all of the query's iterators read it
 	order  *pebble.Iterator // on the order table, for entry lookups
 	ebuf   []searchparam.Entry
+	arena  []byte // decodeEntries' strings
 	kb     []byte
 	sets   map[int][]hit // set drivers collected while probing
 	seekTo position      // where a walk goes on after stepSeek
@@ -169,7 +171,7 @@ type query struct {
 
 func (ix *index) newQuery(c *collection, cs []searchparam.Criterion) *query {
 	d := ix.dict.Load()
-	q := &query{ix: ix, c: c, cs: cs, names: d.names, ids: make([]int, len(cs)), kinds: make([]driverKind, len(cs)), narrow: make([][]string, len(cs))}
+	q := &query{ix: ix, c: c, cs: cs, dv: ix.view(), ids: make([]int, len(cs)), kinds: make([]driverKind, len(cs)), narrow: make([][]string, len(cs))}
 	for i := range cs {
 		name := cs[i].Def.Name
 		n, narrowed := c.narrow[name]
@@ -354,7 +356,7 @@ func (q *query) run(driver int, after *position, limit int, countAll bool, range
 					return stepNext, err
 				}
 			}
-			es, err := decodeEntries(entries, q.names, q.ebuf)
+			es, err := decodeEntries(entries, q.dv, unsafe.String(unsafe.SliceData(id), len(id)), q.ebuf, &q.arena)
 			if err != nil {
 				return stepStop, err
 			}
@@ -730,7 +732,8 @@ func (q *query) countLU(i, limit int) (int, error) {
 // span is one value's postings of a token or reference criterion.
 type span struct {
 	prefix []byte
-	keep   func(sub []byte) bool // the system or target type
+	keep   func(sub string) bool // the system or target type
+	dv     *dictView
 	it     *pebble.Iterator
 	lu     int64
 	id     []byte
@@ -748,25 +751,25 @@ func (q *query) spans(i int) []*span {
 	var out []*span
 	for k := range c.Alts {
 		a := &c.Alts[k]
-		sp := &span{}
+		sp := &span{dv: q.dv}
 		switch c.Def.Type {
 		case searchparam.Token:
 			sp.prefix = appendEsc(bytes.Clone(base), a.Code)
 			if a.SystemSet {
-				sp.keep = func(sub []byte) bool { return string(sub) == a.System }
+				sp.keep = func(sub string) bool { return sub == a.System }
 			}
 		case searchparam.Reference:
 			sp.prefix = appendEsc(bytes.Clone(base), a.RefID)
 			targets := q.narrow[i]
 			if a.RefType != "" || targets != nil {
-				sp.keep = func(sub []byte) bool {
+				sp.keep = func(sub string) bool {
 					if len(sub) == 0 {
 						return true
 					}
-					if targets != nil && !slices.Contains(targets, string(sub)) {
+					if targets != nil && !slices.Contains(targets, sub) {
 						return false // not an entry of the narrower parameter
 					}
-					return a.RefType == "" || string(sub) == a.RefType
+					return a.RefType == "" || sub == a.RefType
 				}
 			}
 		}
@@ -787,7 +790,7 @@ func (sp *span) load(valid bool) error {
 			return errors.New("sqlite: search index: malformed posting")
 		}
 		if sp.keep != nil {
-			sub, _, ok := readEsc(rest)
+			sub, _, ok := sp.dv.readSub(rest)
 			if !ok {
 				return errors.New("sqlite: search index: malformed posting")
 			}
@@ -970,12 +973,12 @@ func (q *query) collect(i, limit int) ([]hit, error) {
 			if err != nil {
 				return 0, nil, false, err
 			}
-			sys, _, ok := readEsc(rest)
+			sys, _, ok := q.dv.readSub(rest)
 			if !ok {
 				return 0, nil, false, bad
 			}
 			for a := range c.Alts {
-				if searchparam.MatchToken(&c.Alts[a], string(sys), string(code)) {
+				if searchparam.MatchToken(&c.Alts[a], sys, string(code)) {
 					return lu, id, true, nil
 				}
 			}

@@ -14,7 +14,9 @@ import (
 // This file holds the small record stores: raw payloads, cursors, sync runs,
 // capability statements and audit events.
 
-// PutRaw stores an inbound payload byte for byte and returns its id.
+// PutRaw stores an inbound payload and returns its id. Payloads of
+// compressMin bytes or more are stored compressed when that saves space
+// (see codec.go); GetRaw and ListRaw return them byte for byte as put.
 func (s *Store) PutRaw(ctx context.Context, p store.RawPayload) (int64, error) {
 	if err := checkPractice(p.Practice); err != nil {
 		return 0, err
@@ -23,11 +25,22 @@ func (s *Store) PutRaw(ctx context.Context, p store.RawPayload) (int64, error) {
 	if body == nil {
 		body = []byte{}
 	}
-	st, err := s.stmt(ctx, `INSERT INTO raw_payloads (practice, connection, source, request_url, content_type, fetched_at, body) VALUES (?, ?, ?, ?, ?, ?, ?)`)
+	// Compressed before the statement takes the writer connection. The
+	// driver copies bound values, so the buffer is free again once the
+	// statement has run.
+	buf := encBufs.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= encBufMax {
+			encBufs.Put(buf)
+		}
+	}()
+	stored, enc := encodeBody(buf, body)
+	st, err := s.stmt(ctx, `INSERT INTO raw_payloads (practice, connection, source, request_url, content_type, fetched_at, body, body_encoding)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: put raw payload: %w", err)
 	}
-	res, err := st.ExecContext(ctx, p.Practice, p.Connection, p.Source, p.RequestURL, p.ContentType, nanos(p.FetchedAt), body)
+	res, err := st.ExecContext(ctx, p.Practice, p.Connection, p.Source, p.RequestURL, p.ContentType, nanos(p.FetchedAt), stored, enc)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: put raw payload: %w", err)
 	}
@@ -39,18 +52,22 @@ func (s *Store) PutRaw(ctx context.Context, p store.RawPayload) (int64, error) {
 	return id, nil
 }
 
-const rawCols = `id, practice, connection, source, request_url, content_type, fetched_at, body`
+const rawCols = `id, practice, connection, source, request_url, content_type, fetched_at, body, body_encoding`
 
+// scanRaw reads a row of rawCols, decoding the body.
 func scanRaw(sc interface{ Scan(...any) error }) (store.RawPayload, error) {
 	var p store.RawPayload
 	var fetched sql.NullInt64
-	if err := sc.Scan(&p.ID, &p.Practice, &p.Connection, &p.Source, &p.RequestURL, &p.ContentType, &fetched, &p.Body); err != nil {
+	var enc int64
+	if err := sc.Scan(&p.ID, &p.Practice, &p.Connection, &p.Source, &p.RequestURL, &p.ContentType, &fetched, &p.Body, &enc); err != nil {
 		return p, err
 	}
 	p.FetchedAt = fromNanos(fetched)
-	if p.Body == nil {
-		p.Body = []byte{}
+	body, err := decodeBody(p.Body, enc)
+	if err != nil {
+		return p, fmt.Errorf("raw payload %d: %w", p.ID, err)
 	}
+	p.Body = body
 	return p, nil
 }
 
