@@ -88,6 +88,10 @@ type BulkResult struct {
 	PeakRSS    int64
 	SimProcess bool
 	SimPeakRSS int64
+	// SimCPU is the simulator process's CPU time (user + system) during
+	// the export, -1 when unknown (the simulator in this process, or no
+	// /proc): the share of the two cores the engine did not get.
+	SimCPU time.Duration
 	// HeapBase, HeapPeak and HeapAfter are the live heap before, at its
 	// highest during, and after the export (see SyncResult).
 	HeapBase, HeapPeak, HeapAfter int64
@@ -241,11 +245,23 @@ func (e *Env) Bulk(ctx context.Context, o BulkOptions) (*BulkResult, error) {
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	peakc := make(chan [2]int64, 1)
 	go func() { peakc <- sampleMemory(sampleCtx, 20*time.Millisecond) }()
+	simPID := 0
+	if e.child != nil && e.child.cmd.Process != nil {
+		simPID = e.child.cmd.Process.Pid
+	}
+	sim0 := time.Duration(-1)
+	if simPID != 0 {
+		sim0 = childCPU(simPID)
+	}
 	cpu0 := processCPU()
 	start := time.Now()
 	run, runErr := in.Run(ctx, src, "bench")
 	took := time.Since(start)
 	cpu1 := processCPU()
+	simCPU := time.Duration(-1)
+	if sim1 := childCPU(simPID); simPID != 0 && sim0 >= 0 && sim1 >= 0 {
+		simCPU = sim1 - sim0
+	}
 	stopSampling()
 	peak := <-peakc
 	if runErr != nil {
@@ -259,7 +275,7 @@ func (e *Env) Bulk(ctx context.Context, o BulkOptions) (*BulkResult, error) {
 	mu.Lock()
 	res := &BulkResult{Types: map[string]int{}, Duration: took, Files: last.FilesTotal, Bytes: last.Bytes,
 		CPUUser: cpu1.user - cpu0.user, CPUSystem: cpu1.system - cpu0.system,
-		HeapBase: base, HeapPeak: max(peak[0], base), HeapAfter: heapInUse(), GoPeak: peak[1], SimProcess: e.child != nil,
+		HeapBase: base, HeapPeak: max(peak[0], base), HeapAfter: heapInUse(), GoPeak: peak[1], SimProcess: e.child != nil, SimCPU: simCPU,
 		Workers: workers, BatchSize: batch, Mapping: mapper != nil, Patients: e.Patients, GenerateTime: e.GenerateTime}
 	if !manifestAt.IsZero() {
 		res.Manifest = manifestAt.Sub(start)
@@ -322,13 +338,18 @@ func (r *BulkResult) Print(w io.Writer) {
 		r.Duration.Seconds(), r.Manifest.Seconds(), r.Ingest.Seconds())
 	fmt.Fprintf(w, "throughput     %.0f resources/s (whole export); %.0f resources/s download + ingest\n", r.PerSecond, r.IngestPerSecond)
 	cpu := r.CPUUser + r.CPUSystem
-	fmt.Fprintf(w, "engine CPU     %.2f s (user %.2f s, system %.2f s): %.2f cores on average\n",
-		cpu.Seconds(), r.CPUUser.Seconds(), r.CPUSystem.Seconds(), cpu.Seconds()/max(r.Duration.Seconds(), 1e-9))
+	fmt.Fprintf(w, "engine CPU     %.2f s (user %.2f s, system %.2f s): %.2f cores on average; %.1f µs per resource\n",
+		cpu.Seconds(), r.CPUUser.Seconds(), r.CPUSystem.Seconds(), cpu.Seconds()/max(r.Duration.Seconds(), 1e-9),
+		float64(cpu.Microseconds())/float64(max(r.Resources, 1)))
 	loaded := " (simulator data loaded)"
 	if r.SimProcess {
 		loaded = ""
 		fmt.Fprintf(w, "peak RSS       %.0f MiB engine process (VmHWM; the simulator runs in a separate process)\n", float64(r.PeakRSS)/(1<<20))
 		fmt.Fprintf(w, "sim peak RSS   %.0f MiB simulator process (VmHWM; holds the whole synthetic data set)\n", float64(r.SimPeakRSS)/(1<<20))
+		if r.SimCPU >= 0 {
+			fmt.Fprintf(w, "sim CPU        %.2f s during the export (%.2f cores on average; %.1f µs per resource)\n",
+				r.SimCPU.Seconds(), r.SimCPU.Seconds()/max(r.Duration.Seconds(), 1e-9), float64(r.SimCPU.Microseconds())/float64(max(r.Resources, 1)))
+		}
 	} else {
 		fmt.Fprintf(w, "peak RSS       %.0f MiB (VmHWM; includes the in-process simulator and its data)\n", float64(r.PeakRSS)/(1<<20))
 	}

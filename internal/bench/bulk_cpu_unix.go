@@ -3,6 +3,9 @@
 package bench
 
 import (
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -18,4 +21,31 @@ func processCPU() cpuTimes {
 		return cpuTimes{}
 	}
 	return cpuTimes{user: time.Duration(ru.Utime.Nano()), system: time.Duration(ru.Stime.Nano())}
+}
+
+// childCPU is another process's user + system CPU time so far, read from
+// /proc/<pid>/stat (Linux; clock ticks of 1/100 s, the kernel's USER_HZ);
+// -1 when it cannot be read.
+func childCPU(pid int) time.Duration {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces; the fields after it
+	// start behind its closing parenthesis: state is field 3, utime 14,
+	// stime 15.
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	ut, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	return time.Duration(ut+st) * 10 * time.Millisecond
 }
