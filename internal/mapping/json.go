@@ -162,9 +162,9 @@ func (d *jsonDecoder) value(depth int) (any, error) {
 	}
 	switch c := d.data[d.pos]; {
 	case c == '{':
-		return d.object(depth)
+		return d.object(depth, nil)
 	case c == '[':
-		return d.array(depth)
+		return d.array(depth, nil)
 	case c == '"':
 		return d.str()
 	case c == 't':
@@ -188,7 +188,9 @@ func (d *jsonDecoder) literal(word string, v any) (any, error) {
 	return v, nil
 }
 
-func (d *jsonDecoder) object(depth int) (any, error) {
+// object decodes an object; with a plan node n (decodeResource), the
+// members n does not name are left as rawValues (see valueIn).
+func (d *jsonDecoder) object(depth int, n *planNode) (any, error) {
 	d.pos++ // {
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == '}' {
@@ -198,18 +200,18 @@ func (d *jsonDecoder) object(depth int) (any, error) {
 	// Members collect on a stack shared by all levels, so the map is made
 	// once with its final size.
 	base := len(d.kvs)
-	m, err := d.members(depth, base)
+	m, err := d.members(depth, base, n)
 	clear(d.kvs[base:])
 	d.kvs = d.kvs[:base]
 	return m, err
 }
 
-func (d *jsonDecoder) members(depth, base int) (any, error) {
+func (d *jsonDecoder) members(depth, base int, n *planNode) (any, error) {
 	// A decoder that recycles maps assigns straight into one (most
 	// objects below a resource have a few members); else the members
 	// collect on kvs, and the map is made with its final size.
 	var direct map[string]any
-	if d.track && depth > 0 && len(d.free) > 0 {
+	if d.track && (depth > 0 || n != nil) && len(d.free) > 0 {
 		direct = d.newMap(0)
 	}
 	for {
@@ -227,7 +229,19 @@ func (d *jsonDecoder) members(depth, base int) (any, error) {
 		}
 		d.pos++
 		d.skipSpace()
-		v, err := d.value(depth + 1)
+		var v any
+		if n == nil {
+			v, err = d.value(depth + 1)
+		} else if kid := n.kid(k); kid != nil {
+			v, err = d.valueIn(depth+1, kid)
+		} else {
+			// Not named by the plan: kept as the input's bytes.
+			start := d.pos
+			var canon bool
+			if canon, err = d.skipMember(k, n.typ, depth+1); err == nil {
+				v = d.newRaw(start, d.pos, canon)
+			}
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -259,7 +273,8 @@ func (d *jsonDecoder) members(depth, base int) (any, error) {
 	}
 }
 
-func (d *jsonDecoder) array(depth int) (any, error) {
+// array decodes an array; n, when set, is the plan node of its items.
+func (d *jsonDecoder) array(depth int, n *planNode) (any, error) {
 	d.pos++ // [
 	d.skipSpace()
 	if d.pos < len(d.data) && d.data[d.pos] == ']' {
@@ -267,16 +282,22 @@ func (d *jsonDecoder) array(depth int) (any, error) {
 		return []any{}, nil
 	}
 	base := len(d.vals)
-	a, err := d.items(depth, base)
+	a, err := d.items(depth, base, n)
 	clear(d.vals[base:])
 	d.vals = d.vals[:base]
 	return a, err
 }
 
-func (d *jsonDecoder) items(depth, base int) (any, error) {
+func (d *jsonDecoder) items(depth, base int, n *planNode) (any, error) {
 	for {
 		d.skipSpace()
-		v, err := d.value(depth + 1)
+		var v any
+		var err error
+		if n == nil {
+			v, err = d.value(depth + 1)
+		} else {
+			v, err = d.valueIn(depth+1, n)
+		}
 		if err != nil {
 			return nil, err
 		}
