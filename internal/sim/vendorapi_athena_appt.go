@@ -59,6 +59,24 @@ func (t *tenant) athenaSamePatient(c *call, practice string, o *gen.Obj, patient
 	return true
 }
 
+// athenaBookedFor loads appointment id for a change by patientid: it
+// must exist, be booked, and be that patient's; otherwise the error is
+// answered and ok is false. Callers hold createMu.
+func (t *tenant) athenaBookedFor(c *call, practice, id, patientid string) (*simstore.Version, *gen.Obj, bool) {
+	v, o, ok := t.athenaLoad(c, id)
+	if !ok {
+		return nil, nil, false
+	}
+	if !athenaBooked(o) {
+		athenaError(c.w, http.StatusBadRequest, athenaMsgNotBooked, "", nil)
+		return nil, nil, false
+	}
+	if !t.athenaSamePatient(c, practice, o, patientid) {
+		return nil, nil, false
+	}
+	return v, o, true
+}
+
 // athenaCancel cancels a booked appointment: status x (FHIR cancelled)
 // with the reason given. The slot is not opened again.
 func (t *tenant) athenaCancel(c *call, practice, local string) {
@@ -69,15 +87,8 @@ func (t *tenant) athenaCancel(c *call, practice, local string) {
 	id := t.athenaID(practice, "appointment", local)
 	t.createMu.Lock()
 	defer t.createMu.Unlock()
-	v, o, ok := t.athenaLoad(c, id)
+	v, o, ok := t.athenaBookedFor(c, practice, id, f.Get("patientid"))
 	if !ok {
-		return
-	}
-	if !athenaBooked(o) {
-		athenaError(c.w, http.StatusBadRequest, athenaMsgNotBooked, "", nil)
-		return
-	}
-	if !t.athenaSamePatient(c, practice, o, f.Get("patientid")) {
 		return
 	}
 	o.Set("status", "cancelled")
@@ -116,15 +127,8 @@ func (t *tenant) athenaReschedule(c *call, practice, local string) {
 	newID := t.athenaID(practice, "appointment", f.Get("newappointmentid"))
 	t.createMu.Lock()
 	defer t.createMu.Unlock()
-	v, o, ok := t.athenaLoad(c, id)
+	v, o, ok := t.athenaBookedFor(c, practice, id, f.Get("patientid"))
 	if !ok {
-		return
-	}
-	if !athenaBooked(o) {
-		athenaError(c.w, http.StatusBadRequest, athenaMsgNotBooked, "", nil)
-		return
-	}
-	if !t.athenaSamePatient(c, practice, o, f.Get("patientid")) {
 		return
 	}
 	nv, no, found := t.athenaPeek(newID)
