@@ -559,7 +559,7 @@ func (d *jsonDecoder) skipEscaped() error {
 	return d.errorf("unterminated string")
 }
 
-// skipNumber reads a number as number does.
+// skipNumber reads a JSON number (number keeps its text).
 func (d *jsonDecoder) skipNumber() error {
 	if d.data[d.pos] == '-' {
 		d.pos++
