@@ -165,6 +165,18 @@ type nameDict struct {
 	ids   map[string]uint16
 }
 
+// with returns a copy of d with name added as the next number (readers
+// keep the dictionary they loaded; the writer publishes the copy).
+func (d *nameDict) with(name string) (*nameDict, uint16) {
+	nd := &nameDict{names: append(d.names[:len(d.names):len(d.names)], strings.Clone(name)), ids: make(map[string]uint16, len(d.ids)+1)}
+	for k, v := range d.ids {
+		nd.ids[k] = v
+	}
+	id := uint16(len(d.names))
+	nd.ids[nd.names[id]] = id
+	return nd, id
+}
+
 // Key tags.
 const (
 	tagMeta    byte = 0x00
@@ -518,12 +530,7 @@ func (ix *index) nameID(name string) (uint16, error) {
 	if len(d.names) >= math.MaxUint16 {
 		return 0, errors.New("sqlite: search index: too many parameter names")
 	}
-	nd := &nameDict{names: append(d.names[:len(d.names):len(d.names)], strings.Clone(name)), ids: make(map[string]uint16, len(d.ids)+1)}
-	for k, v := range d.ids {
-		nd.ids[k] = v
-	}
-	id := uint16(len(d.names))
-	nd.ids[nd.names[id]] = id
+	nd, id := d.with(name)
 	ix.dict.Store(nd)
 	return id, nil
 }
@@ -539,12 +546,7 @@ func (ix *index) subID(sub string) (uint16, bool) {
 	if len(d.names) >= maxSubs {
 		return 0, false
 	}
-	nd := &nameDict{names: append(d.names[:len(d.names):len(d.names)], strings.Clone(sub)), ids: make(map[string]uint16, len(d.ids)+1)}
-	for k, v := range d.ids {
-		nd.ids[k] = v
-	}
-	id := uint16(len(d.names))
-	nd.ids[nd.names[id]] = id
+	nd, id := d.with(sub)
 	ix.subs.Store(nd)
 	return id, true
 }
