@@ -69,7 +69,7 @@ func (s *Store) PutWebhook(ctx context.Context, w store.Webhook) error {
 
 const webhookCols = `practice, id, app, url, secret, types, active, created_at, updated_at`
 
-func scanWebhook(sc interface{ Scan(...any) error }) (store.Webhook, error) {
+func scanWebhook(sc rowScanner) (store.Webhook, error) {
 	var w store.Webhook
 	var types string
 	var active int
@@ -117,23 +117,7 @@ func (s *Store) ListWebhooks(ctx context.Context, practice string, f store.Webho
 	if f.ActiveOnly {
 		q += ` AND active = 1`
 	}
-	rows, err := s.r.QueryContext(ctx, q+` ORDER BY id`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list webhooks: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Webhook{}
-	for rows.Next() {
-		w, err := scanWebhook(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list webhooks: %w", err)
-		}
-		out = append(out, w)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list webhooks: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "list webhooks", scanWebhook, q+` ORDER BY id`, args...)
 }
 
 // DeliveryCursor returns the practice's delivery position in the change feed.
@@ -248,7 +232,7 @@ func (s *Store) EnqueueDeliveries(ctx context.Context, practice string, ds []sto
 const deliveryCols = `id, practice, app, webhook_id, event_id, seq, payload, status, attempts, next_attempt,
 	first_attempt, last_attempt, last_error, created_at, updated_at, delivered_at`
 
-func scanDelivery(sc interface{ Scan(...any) error }) (store.Delivery, error) {
+func scanDelivery(sc rowScanner) (store.Delivery, error) {
 	var d store.Delivery
 	var next, first, last, created, updated, delivered sql.NullInt64
 	if err := sc.Scan(&d.ID, &d.Practice, &d.App, &d.WebhookID, &d.EventID, &d.Seq, &d.Payload, &d.Status, &d.Attempts,
@@ -456,23 +440,7 @@ func (s *Store) ListDeliveries(ctx context.Context, practice string, f store.Del
 	}
 	q.WriteString(` ORDER BY id DESC LIMIT ?`)
 	args = append(args, limitOr(f.Limit, 100, 10000))
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Delivery{}
-	for rows.Next() {
-		d, err := scanDelivery(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
-		}
-		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list deliveries: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "list deliveries", scanDelivery, q.String(), args...)
 }
 
 // CountDeliveries counts a practice's deliveries by status, for one webhook
@@ -487,24 +455,7 @@ func (s *Store) CountDeliveries(ctx context.Context, practice, webhookID string)
 		q += ` AND webhook_id = ?`
 		args = append(args, webhookID)
 	}
-	rows, err := s.r.QueryContext(ctx, q+` GROUP BY status`, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: count deliveries: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var st string
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, fmt.Errorf("sqlite: count deliveries: %w", err)
-		}
-		out[st] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: count deliveries: %w", err)
-	}
-	return out, nil
+	return countByStatus(ctx, s.r, "count deliveries", q+` GROUP BY status`, args...)
 }
 
 // ReplayDelivery makes a dead delivery pending again with a fresh retry window.

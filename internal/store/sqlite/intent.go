@@ -34,7 +34,7 @@ const intentCols = `seq, practice, id, app, idem_key, request_hash, kind, patien
 	body, vendor_body, conflict_policy, status, attempts, next_attempt, first_attempt, last_attempt,
 	external_id, external_version, last_error, rejection, differences, created_at, updated_at, finished_at`
 
-func scanIntent(sc interface{ Scan(...any) error }) (store.Intent, error) {
+func scanIntent(sc rowScanner) (store.Intent, error) {
 	var in store.Intent
 	var diffs string
 	var next, first, last, created, updated, finished sql.NullInt64
@@ -209,23 +209,7 @@ func (s *Store) ListIntents(ctx context.Context, practice string, f store.Intent
 	}
 	q.WriteString(` ORDER BY seq DESC LIMIT ?`)
 	args = append(args, limitOr(f.Limit, 100, 10000))
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list intents: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Intent{}
-	for rows.Next() {
-		in, err := scanIntent(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list intents: %w", err)
-		}
-		out = append(out, in)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list intents: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "list intents", scanIntent, q.String(), args...)
 }
 
 // CountIntents counts a practice's intents by status; statuses without
@@ -234,24 +218,7 @@ func (s *Store) CountIntents(ctx context.Context, practice string) (map[string]i
 	if err := checkPractice(practice); err != nil {
 		return nil, err
 	}
-	rows, err := s.r.QueryContext(ctx, `SELECT status, count(*) FROM writeback_intents WHERE practice = ? GROUP BY status`, practice)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: count intents: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var st string
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, fmt.Errorf("sqlite: count intents: %w", err)
-		}
-		out[st] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: count intents: %w", err)
-	}
-	return out, nil
+	return countByStatus(ctx, s.r, "count intents", `SELECT status, count(*) FROM writeback_intents WHERE practice = ? GROUP BY status`, practice)
 }
 
 // intentHeadsSQL lists a practice's queue heads, earliest NextAttempt

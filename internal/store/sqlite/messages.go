@@ -261,7 +261,7 @@ func satSub(a, b int64) int64 {
 	return a - b
 }
 
-func scanHL7(sc interface{ Scan(...any) error }, withBody bool) (store.HL7Message, error) {
+func scanHL7(sc rowScanner, withBody bool) (store.HL7Message, error) {
 	var m store.HL7Message
 	var recv, sent, processed sql.NullInt64
 	dest := []any{&m.ID, &m.Practice, &m.Direction, &m.Channel, &m.Peer, &m.SendingApp, &m.SendingFacility,
@@ -422,23 +422,8 @@ func (s *Store) ListHL7Messages(ctx context.Context, practice string, f store.HL
 	}
 	q.WriteString(` LIMIT ?`)
 	args = append(args, limitOr(f.Limit, 100, 10000))
-	rows, err := s.r.QueryContext(ctx, q.String(), args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list HL7 messages: %w", err)
-	}
-	defer rows.Close()
-	out := []store.HL7Message{}
-	for rows.Next() {
-		m, err := scanHL7(rows, f.WithBody)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list HL7 messages: %w", err)
-		}
-		out = append(out, m)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list HL7 messages: %w", err)
-	}
-	return out, nil
+	scan := func(sc rowScanner) (store.HL7Message, error) { return scanHL7(sc, f.WithBody) }
+	return queryAll(ctx, s.r, "list HL7 messages", scan, q.String(), args...)
 }
 
 // CountHL7Messages counts a practice's messages by status for one direction
@@ -457,22 +442,5 @@ func (s *Store) CountHL7Messages(ctx context.Context, practice, direction string
 		args = append(args, direction)
 	}
 	q += ` GROUP BY status`
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: count HL7 messages: %w", err)
-	}
-	defer rows.Close()
-	out := map[string]int{}
-	for rows.Next() {
-		var st string
-		var n int
-		if err := rows.Scan(&st, &n); err != nil {
-			return nil, fmt.Errorf("sqlite: count HL7 messages: %w", err)
-		}
-		out[st] = n
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: count HL7 messages: %w", err)
-	}
-	return out, nil
+	return countByStatus(ctx, s.r, "count HL7 messages", q, args...)
 }

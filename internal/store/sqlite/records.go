@@ -55,7 +55,7 @@ func (s *Store) PutRaw(ctx context.Context, p store.RawPayload) (int64, error) {
 const rawCols = `id, practice, connection, source, request_url, content_type, fetched_at, body, body_encoding`
 
 // scanRaw reads a row of rawCols, decoding the body.
-func scanRaw(sc interface{ Scan(...any) error }) (store.RawPayload, error) {
+func scanRaw(sc rowScanner) (store.RawPayload, error) {
 	var p store.RawPayload
 	var fetched sql.NullInt64
 	var enc int64
@@ -103,23 +103,7 @@ func (s *Store) ListRaw(ctx context.Context, practice string, f store.RawFilter)
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limitOr(f.Limit, 100, 10000))
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list raw payloads: %w", err)
-	}
-	defer rows.Close()
-	out := []store.RawPayload{}
-	for rows.Next() {
-		p, err := scanRaw(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list raw payloads: %w", err)
-		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list raw payloads: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "list raw payloads", scanRaw, q, args...)
 }
 
 // GetCursor returns the cursor, or a zero Cursor with its keys set.
@@ -224,7 +208,7 @@ func (s *Store) UpdateRun(ctx context.Context, r store.Run) error {
 
 const runCols = `id, practice, connection, run_trigger, status, started_at, finished_at, error, stats`
 
-func scanRun(sc interface{ Scan(...any) error }) (store.Run, error) {
+func scanRun(sc rowScanner) (store.Run, error) {
 	var r store.Run
 	var started, finished sql.NullInt64
 	var stats string
@@ -267,23 +251,7 @@ func (s *Store) ListRuns(ctx context.Context, practice, connection string, limit
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limitOr(limit, 100, 10000))
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list runs: %w", err)
-	}
-	defer rows.Close()
-	out := []store.Run{}
-	for rows.Next() {
-		r, err := scanRun(rows)
-		if err != nil {
-			return nil, fmt.Errorf("sqlite: list runs: %w", err)
-		}
-		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list runs: %w", err)
-	}
-	return out, nil
+	return queryAll(ctx, s.r, "list runs", scanRun, q, args...)
 }
 
 // PutCapability records a fetched CapabilityStatement; history is kept.
@@ -423,23 +391,11 @@ func (s *Store) ListAudit(ctx context.Context, practice string, f store.AuditFil
 	}
 	q += ` ORDER BY id DESC LIMIT ?`
 	args = append(args, limitOr(f.Limit, 100, 10000))
-	rows, err := s.r.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: list audit: %w", err)
-	}
-	defer rows.Close()
-	out := []store.AuditEvent{}
-	for rows.Next() {
+	return queryAll(ctx, s.r, "list audit", func(sc rowScanner) (store.AuditEvent, error) {
 		var e store.AuditEvent
 		var t sql.NullInt64
-		if err := rows.Scan(&e.ID, &e.Practice, &t, &e.Actor, &e.Action, &e.Entity, &e.Outcome, &e.Detail); err != nil {
-			return nil, fmt.Errorf("sqlite: list audit: %w", err)
-		}
+		err := sc.Scan(&e.ID, &e.Practice, &t, &e.Actor, &e.Action, &e.Entity, &e.Outcome, &e.Detail)
 		e.Time = fromNanos(t)
-		out = append(out, e)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: list audit: %w", err)
-	}
-	return out, nil
+		return e, err
+	}, q, args...)
 }

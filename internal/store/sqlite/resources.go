@@ -20,7 +20,7 @@ import (
 const versionCols = `seq, practice, resource_type, id, version, source_version_id, source_last_updated,
 	content_hash, connection, raw_id, stored_at, deleted, body`
 
-func scanVersion(sc interface{ Scan(...any) error }) (store.Resource, error) {
+func scanVersion(sc rowScanner) (store.Resource, error) {
 	var r store.Resource
 	var slu, stored sql.NullInt64
 	var hash []byte
