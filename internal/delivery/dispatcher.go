@@ -9,12 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/mediflow/mediflow/internal/retry"
 	"github.com/mediflow/mediflow/internal/store"
 )
 
@@ -147,7 +147,7 @@ func New(opts Options) (*Dispatcher, error) {
 		opts.Now = time.Now
 	}
 	if opts.Jitter == nil {
-		opts.Jitter = jitter
+		opts.Jitter = retry.Jitter
 	}
 	opts.BaseDelay = cmpOr(opts.BaseDelay, 10*time.Second)
 	opts.MaxDelay = max(cmpOr(opts.MaxDelay, time.Hour), opts.BaseDelay)
@@ -623,29 +623,12 @@ func (d *Dispatcher) retryDelay(n int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
 		return max(retryAfter, time.Second)
 	}
-	return d.opts.Jitter(backoff(d.opts.BaseDelay, n, d.opts.MaxDelay))
-}
-
-// backoff is base doubled n-1 times, at most limit.
-func backoff(base time.Duration, n int, limit time.Duration) time.Duration {
-	b := base
-	for i := 1; i < n && b < limit; i++ {
-		b *= 2
-	}
-	return min(b, max(limit, base))
-}
-
-// jitter spreads d uniformly over [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
+	return d.opts.Jitter(retry.Backoff(d.opts.BaseDelay, n, d.opts.MaxDelay))
 }
 
 // storeBackoff is the pause after the n-th consecutive store failure.
 func storeBackoff(n int) time.Duration {
-	return jitter(backoff(100*time.Millisecond, n, 10*time.Second))
+	return retry.Jitter(retry.Backoff(100*time.Millisecond, n, 10*time.Second))
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.

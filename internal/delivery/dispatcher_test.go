@@ -217,21 +217,6 @@ func TestBackoffSchedule(t *testing.T) {
 	}
 }
 
-func TestDefaultJitterRange(t *testing.T) {
-	d := 10 * time.Second
-	lo, hi := d, time.Duration(0)
-	for range 2000 {
-		j := jitter(d)
-		if j < d/2 || j > d {
-			t.Fatalf("jitter(%s) = %s, outside [%s, %s]", d, j, d/2, d)
-		}
-		lo, hi = min(lo, j), max(hi, j)
-	}
-	if hi-lo < d/4 {
-		t.Errorf("jitter spread only over [%s, %s]", lo, hi)
-	}
-}
-
 // TestRetryAfter: a Retry-After header (seconds or a date) replaces the backoff.
 func TestRetryAfter(t *testing.T) {
 	st := openStore(t, "")

@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/connector/fhirrest"
+	backoff "github.com/mediflow/mediflow/internal/retry"
 	"github.com/mediflow/mediflow/internal/store"
 	"github.com/mediflow/mediflow/internal/writeback/contract"
 	"github.com/mediflow/mediflow/internal/writeback/hl7out"
@@ -181,7 +181,7 @@ func New(opts Options) (*Outbox, error) {
 		opts.Now = time.Now
 	}
 	if opts.Jitter == nil {
-		opts.Jitter = jitter
+		opts.Jitter = backoff.Jitter
 	}
 	opts.BaseDelay = cmpOr(opts.BaseDelay, 5*time.Second)
 	opts.MaxDelay = max(cmpOr(opts.MaxDelay, 15*time.Minute), opts.BaseDelay)
@@ -531,7 +531,7 @@ func (o *Outbox) Run(ctx context.Context) error {
 		}
 		if failed {
 			failures++
-			wait = max(wait, jitter(backoff(100*time.Millisecond, failures, 10*time.Second)))
+			wait = max(wait, backoff.Jitter(backoff.Backoff(100*time.Millisecond, failures, 10*time.Second)))
 		} else {
 			failures = 0
 		}
@@ -579,23 +579,7 @@ func (o *Outbox) retryDelay(n int, retryAfter time.Duration) time.Duration {
 	if retryAfter > 0 {
 		return retryAfter
 	}
-	return o.opts.Jitter(backoff(o.opts.BaseDelay, n, o.opts.MaxDelay))
-}
-
-func backoff(base time.Duration, n int, limit time.Duration) time.Duration {
-	b := base
-	for i := 1; i < n && b < limit; i++ {
-		b *= 2
-	}
-	return min(b, max(limit, base))
-}
-
-// jitter spreads d uniformly over [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
+	return o.opts.Jitter(backoff.Backoff(o.opts.BaseDelay, n, o.opts.MaxDelay))
 }
 
 // statusText is "HTTP 503 Service Unavailable".

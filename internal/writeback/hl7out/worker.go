@@ -5,13 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/hl7/ack"
 	"github.com/mediflow/mediflow/internal/hl7/mllp"
+	"github.com/mediflow/mediflow/internal/retry"
 	"github.com/mediflow/mediflow/internal/store"
 )
 
@@ -133,7 +133,7 @@ func (w *worker) deliver(ctx context.Context, m store.HL7Message) bool {
 	last := ""
 	for round := 1; ; round++ {
 		for a := 1; a <= w.cfg.MaxAttempts; a++ {
-			if a > 1 && !sleep(ctx, jitter(backoff(w.cfg.Backoff, a-1, maxAttemptBackoff))) {
+			if a > 1 && !sleep(ctx, retry.Jitter(retry.Backoff(w.cfg.Backoff, a-1, maxAttemptBackoff))) {
 				return false
 			}
 			if !w.update(ctx, m.ID, store.HL7Update{Status: store.MsgSent, Error: last, SentAt: w.s.opts.Now().UTC(), AddAttempt: true}) {
@@ -178,7 +178,7 @@ func (w *worker) deliver(ctx context.Context, m store.HL7Message) bool {
 			w.event(m, store.MsgTimedOut, attempts, ack.Result{}, text)
 			return true
 		}
-		delay := jitter(backoff(w.cfg.RetryDelay, round, w.cfg.MaxRetryDelay))
+		delay := retry.Jitter(retry.Backoff(w.cfg.RetryDelay, round, w.cfg.MaxRetryDelay))
 		last = clip(fmt.Sprintf("%s; round %d failed, next round in %s", last, round, delay.Round(time.Millisecond)))
 		if !w.update(ctx, m.ID, store.HL7Update{Error: last}) {
 			return ctx.Err() == nil
@@ -331,25 +331,8 @@ func clip(s string) string {
 	return s[:cut] + "…"
 }
 
-// backoff is base doubled n-1 times, at most limit.
-func backoff(base time.Duration, n int, limit time.Duration) time.Duration {
-	d := base
-	for i := 1; i < n && d < limit; i++ {
-		d *= 2
-	}
-	return min(d, max(limit, base))
-}
-
-// jitter spreads d over [d/2, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 1 {
-		return d
-	}
-	return d/2 + rand.N(d/2+1)
-}
-
 func storeBackoff(failures int) time.Duration {
-	return jitter(backoff(storeRetry, failures, maxStoreRetry))
+	return retry.Jitter(retry.Backoff(storeRetry, failures, maxStoreRetry))
 }
 
 // sleep waits d or until ctx ends; it reports whether d passed.
