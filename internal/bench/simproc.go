@@ -113,8 +113,20 @@ func SimSourceMain(ctx context.Context, args []string, stdin io.Reader, stdout, 
 		return nil
 	}
 
-	// The reader ends when stdin does; on ctx's end, closing stdin (when it
-	// can be closed) ends it too, and otherwise the process's exit does.
+	if err := waitStdinEOF(ctx, stdin); err != nil {
+		return err
+	}
+	if err := enc.Encode(simSourceDone{PeakRSS: PeakRSS()}); err != nil {
+		return fmt.Errorf("bench sim-source: %w", err)
+	}
+	return nil
+}
+
+// waitStdinEOF returns when stdin ends (the benchmark closed it), or with
+// ctx's error when ctx ends first. The reader ends when stdin does; on ctx's
+// end, closing stdin (when it can be closed) ends it too, and otherwise the
+// process's exit does.
+func waitStdinEOF(ctx context.Context, stdin io.Reader) error {
 	eof := make(chan struct{})
 	go func() {
 		_, _ = io.Copy(io.Discard, stdin)
@@ -122,16 +134,13 @@ func SimSourceMain(ctx context.Context, args []string, stdin io.Reader, stdout, 
 	}()
 	select {
 	case <-eof:
+		return nil
 	case <-ctx.Done():
 		if c, ok := stdin.(io.Closer); ok {
 			_ = c.Close()
 		}
 		return ctx.Err()
 	}
-	if err := enc.Encode(simSourceDone{PeakRSS: PeakRSS()}); err != nil {
-		return fmt.Errorf("bench sim-source: %w", err)
-	}
-	return nil
 }
 
 // simProcess is a running simulator process seen from the benchmark.

@@ -200,18 +200,8 @@ func WritebackSimMain(ctx context.Context, args []string, stdin io.Reader, stdou
 	if err := enc.Encode(writebackSimReady{BaseURL: s.BaseURL(Practice), Patients: ids, CPUNanos: int64(c.user + c.system)}); err != nil {
 		return fmt.Errorf("bench sim-writeback: %w", err)
 	}
-	eof := make(chan struct{})
-	go func() {
-		_, _ = io.Copy(io.Discard, stdin)
-		close(eof)
-	}()
-	select {
-	case <-eof:
-	case <-ctx.Done():
-		if cl, ok := stdin.(io.Closer); ok {
-			_ = cl.Close()
-		}
-		return ctx.Err()
+	if err := waitStdinEOF(ctx, stdin); err != nil {
+		return err
 	}
 	c = processCPU()
 	t, err := tallyNotes(s)
