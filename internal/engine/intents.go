@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/api"
@@ -19,6 +18,7 @@ import (
 	"github.com/mediflow/mediflow/internal/hl7/fhirv2"
 	"github.com/mediflow/mediflow/internal/mapping"
 	"github.com/mediflow/mediflow/internal/store"
+	"github.com/mediflow/mediflow/internal/vendors/athenahealth"
 	"github.com/mediflow/mediflow/internal/writeback"
 	"github.com/mediflow/mediflow/internal/writeback/contract"
 	"github.com/mediflow/mediflow/internal/writeback/hl7out"
@@ -222,7 +222,7 @@ func (e *Engine) vendorRESTTarget(p config.Practice, conn *connection, ct *contr
 	base := conn.cfg.V1BaseURL
 	if base == "" {
 		var ok bool
-		if base, ok = athenaV1Base(conn.cfg.BaseURL); !ok {
+		if base, ok = athenahealth.V1Base(conn.cfg.BaseURL); !ok {
 			e.log.Warn("write-back: the athenahealth v1 API base cannot be derived from base_url; set v1_base_url, "+
 				"until then appointment intents are refused", "practice", p.ID, "connection", conn.cfg.Name)
 			return nil, nil
@@ -238,27 +238,6 @@ func (e *Engine) vendorRESTTarget(p config.Practice, conn *connection, ct *contr
 		v.Tokens = conn.tokens
 	}
 	return v, nil
-}
-
-// athenaV1Base derives athenahealth's v1 API root from its FHIR base: the
-// path up to its last "/fhir" segment, then "/v1"
-// (https://api.platform.athenahealth.com/fhir/r4 →
-// https://api.platform.athenahealth.com/v1; the simulator's
-// {root}/{tenant}/fhir/r4 → {root}/{tenant}/v1).
-func athenaV1Base(fhirBase string) (string, bool) {
-	u, err := url.Parse(fhirBase)
-	if err != nil || u.Host == "" {
-		return "", false
-	}
-	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
-	for i := len(segs) - 1; i >= 0; i-- {
-		if strings.EqualFold(segs[i], "fhir") {
-			u.Path = "/" + strings.Join(append(segs[:i:i], "v1"), "/")
-			u.RawQuery, u.Fragment, u.RawPath = "", "", ""
-			return u.String(), true
-		}
-	}
-	return "", false
 }
 
 // loadWriteSet loads the mapping Set of a practice's connection when the

@@ -285,20 +285,3 @@ func TestEngineAthenaV1BaseURL(t *testing.T) {
 		t.Fatalf("without a v1 base: %d %s", code, body)
 	}
 }
-
-func TestAthenaV1Base(t *testing.T) {
-	for in, want := range map[string]string{
-		"https://api.platform.athenahealth.com/fhir/r4":         "https://api.platform.athenahealth.com/v1",
-		"https://api.preview.platform.athenahealth.com/fhir/r4": "https://api.preview.platform.athenahealth.com/v1",
-		"http://127.0.0.1:9090/clinic/fhir/r4":                  "http://127.0.0.1:9090/clinic/v1",
-		"http://127.0.0.1:1/fhir":                               "http://127.0.0.1:1/v1",
-		"http://127.0.0.1:1/FHIR/R4/":                           "http://127.0.0.1:1/v1",
-		"http://127.0.0.1:1/r4":                                 "",
-		"not a url":                                             "",
-	} {
-		got, ok := athenaV1Base(in)
-		if got != want || ok != (want != "") {
-			t.Errorf("%s: %q %v, want %q", in, got, ok, want)
-		}
-	}
-}

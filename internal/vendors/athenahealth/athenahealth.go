@@ -9,6 +9,7 @@ package athenahealth
 import (
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/fhir"
@@ -147,4 +148,25 @@ func (p *Profile) SubscriptionFilter() (param, value string) {
 		return "", ""
 	}
 	return PracticeParam, PracticeRef(p.practiceID)
+}
+
+// V1Base derives athenahealth's v1 API root from its FHIR base: the
+// path up to its last "/fhir" segment, then "/v1"
+// (https://api.platform.athenahealth.com/fhir/r4 →
+// https://api.platform.athenahealth.com/v1; the simulator's
+// {root}/{tenant}/fhir/r4 → {root}/{tenant}/v1).
+func V1Base(fhirBase string) (string, bool) {
+	u, err := url.Parse(fhirBase)
+	if err != nil || u.Host == "" {
+		return "", false
+	}
+	segs := strings.Split(strings.Trim(u.Path, "/"), "/")
+	for i := len(segs) - 1; i >= 0; i-- {
+		if strings.EqualFold(segs[i], "fhir") {
+			u.Path = "/" + strings.Join(append(segs[:i:i], "v1"), "/")
+			u.RawQuery, u.Fragment, u.RawPath = "", "", ""
+			return u.String(), true
+		}
+	}
+	return "", false
 }
