@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/pprof"
+	"runtime/trace"
 	"testing"
 	"time"
 
@@ -123,6 +124,7 @@ type benchOptions struct {
 	warmup      time.Duration
 	peer        bool
 	cpuProfile  string
+	traceFile   string
 	logLevel    string
 	messages    int
 	rate        int
@@ -147,6 +149,7 @@ func (o *benchOptions) define(fs *flag.FlagSet) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "api: load sent before each measurement, not counted; realtime: events made before the measured period (default 5s)")
 	fs.BoolVar(&o.peer, "peer", true, "api, hl7-parse: also measure the Medplum peer (FHIR server, HL7 parser) when it is installed in peers/")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part to `file`")
+	fs.StringVar(&o.traceFile, "trace", "", "write a Go execution trace of the run to `file` (go tool trace reads it: where goroutines wait)")
 	fs.StringVar(&o.logLevel, "log-level", "error", "engine log level (logs go to stderr)")
 	fs.IntVar(&o.messages, "messages", 100000, "hl7-ingest: messages sent in the throughput phase; hl7-parse: messages parsed per measured loop")
 	fs.IntVar(&o.rate, "rate", 1000, "hl7-ingest: messages/s of the latency phase (it lasts --duration; 0 skips it); realtime: events/s (default 200)")
@@ -328,21 +331,40 @@ func (o *benchOptions) run(ctx context.Context, env *cliEnv, mode string) error 
 // startProfile starts a CPU profile when --cpuprofile is set. It covers the
 // whole run (data generation included); pprof's -focus narrows it.
 func (o *benchOptions) startProfile() (func(), error) {
-	if o.cpuProfile == "" {
-		return func() {}, nil
+	stop := func() {}
+	if o.cpuProfile != "" {
+		f, err := os.Create(o.cpuProfile)
+		if err != nil {
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			f.Close()
+			return nil, fmt.Errorf("cpu profile: %w", err)
+		}
+		stop = func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}
 	}
-	f, err := os.Create(o.cpuProfile)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
+	if o.traceFile != "" {
+		f, err := os.Create(o.traceFile)
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("trace: %w", err)
+		}
+		if err := trace.Start(f); err != nil {
+			f.Close()
+			stop()
+			return nil, fmt.Errorf("trace: %w", err)
+		}
+		prev := stop
+		stop = func() {
+			trace.Stop()
+			f.Close()
+			prev()
+		}
 	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		f.Close()
-	}, nil
+	return stop, nil
 }
 
 // simSourceCommand is how bench sync starts its simulator process: this
