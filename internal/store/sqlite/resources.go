@@ -113,6 +113,26 @@ func extractAll(ctx context.Context, ps []pending) error {
 	return g.Wait()
 }
 
+// markNew flags the writes whose ids the search index certainly does not
+// hold (a collection it has never seen, or one whose id filter says no),
+// and returns ps.
+func (s *Store) markNew(practice string, ps []pending) []pending {
+	var coll *collection
+	rt := ""
+	for i := range ps {
+		p := &ps[i]
+		if p.w.Deleted {
+			continue
+		}
+		if i == 0 || p.w.ResourceType != rt {
+			rt = p.w.ResourceType
+			coll = s.idx.coll(practice, rt)
+		}
+		p.needEntries = coll == nil || !coll.ids.mayContain(p.w.ID)
+	}
+	return ps
+}
+
 // extract validates the body and computes its index entries.
 func (p *pending) extract() error {
 	es, err := searchparam.Extract(p.w.ResourceType, p.w.Body)
@@ -156,6 +176,14 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		p.prevFrom = -1
 		p.hash = sha256.Sum256(w.Body)
 	}
+	// Writes of ids the index certainly does not hold are validated and
+	// extracted before the writer lock is taken, so concurrent writers
+	// (the bulk path's workers) do it in parallel instead of one after the
+	// other under the lock. The answer is only a hint: extraction is pure,
+	// and the outcomes are decided under the lock as before.
+	if err := extractAll(ctx, s.markNew(practice, ps)); err != nil {
+		return nil, err
+	}
 
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -177,6 +205,7 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 	var coll *collection
 	for i := range ps {
 		p := &ps[i]
+		p.needEntries = false
 		if q, ok := s.queued(practice, p.w.ResourceType, p.w.ID); ok {
 			p.hint, p.hasHint, p.hintEntries = q.cur, true, q.entries
 		} else {
@@ -193,7 +222,7 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		if p.hasHint && !p.w.Deleted && !p.hint.deleted && p.hint.hash == p.hash {
 			continue
 		}
-		p.needEntries = !p.w.Deleted
+		p.needEntries = !p.w.Deleted && p.entries == nil
 	}
 	cr.close()
 	if err := extractAll(ctx, ps); err != nil {
