@@ -103,6 +103,10 @@ type BulkResult struct {
 	GoPeak int64
 	// StoreBytes is the store's size on disk after closing it.
 	StoreBytes int64
+	// IO is what this process wrote and read during the export
+	// (/proc/self/io; IO.ok false where unknown): the engine's alone when
+	// SimProcess, including the HTTP download it read.
+	IO ioCounts
 	// Settings.
 	Workers, BatchSize int
 	Mapping            bool
@@ -253,11 +257,11 @@ func (e *Env) Bulk(ctx context.Context, o BulkOptions) (*BulkResult, error) {
 	if simPID != 0 {
 		sim0 = childCPU(simPID)
 	}
-	cpu0 := processCPU()
+	io0, cpu0 := processIO(), processCPU()
 	start := time.Now()
 	run, runErr := in.Run(ctx, src, "bench")
 	took := time.Since(start)
-	cpu1 := processCPU()
+	cpu1, io1 := processCPU(), processIO()
 	simCPU := time.Duration(-1)
 	if sim1 := childCPU(simPID); simPID != 0 && sim0 >= 0 && sim1 >= 0 {
 		simCPU = sim1 - sim0
@@ -274,7 +278,7 @@ func (e *Env) Bulk(ctx context.Context, o BulkOptions) (*BulkResult, error) {
 
 	mu.Lock()
 	res := &BulkResult{Types: map[string]int{}, Duration: took, Files: last.FilesTotal, Bytes: last.Bytes,
-		CPUUser: cpu1.user - cpu0.user, CPUSystem: cpu1.system - cpu0.system,
+		CPUUser: cpu1.user - cpu0.user, CPUSystem: cpu1.system - cpu0.system, IO: io1.sub(io0),
 		HeapBase: base, HeapPeak: max(peak[0], base), HeapAfter: heapInUse(), GoPeak: peak[1], SimProcess: e.child != nil, SimCPU: simCPU,
 		Workers: workers, BatchSize: batch, Mapping: mapper != nil, Patients: e.Patients, GenerateTime: e.GenerateTime}
 	if !manifestAt.IsZero() {
@@ -357,6 +361,11 @@ func (r *BulkResult) Print(w io.Writer) {
 		float64(r.HeapBase)/(1<<20), loaded, float64(r.HeapPeak)/(1<<20), float64(r.HeapPeak-r.HeapBase)/(1<<20), float64(r.HeapAfter)/(1<<20))
 	fmt.Fprintf(w, "Go memory      %.0f MiB at most held by the Go runtime (heap, stacks, metadata); the rest of the peak RSS is outside it\n", float64(r.GoPeak)/(1<<20))
 	fmt.Fprintf(w, "store size     %.1f MiB\n", float64(r.StoreBytes)/(1<<20))
+	if r.IO.ok && r.Resources > 0 {
+		n := float64(r.Resources)
+		fmt.Fprintf(w, "I/O            per resource: written %.0f B in %.2f write calls (%.0f B sent to storage), read %.0f B in %.2f read calls (download included)\n",
+			float64(r.IO.wchar)/n, float64(r.IO.syscw)/n, float64(r.IO.writeBytes)/n, float64(r.IO.rchar)/n, float64(r.IO.syscr)/n)
+	}
 	if r.Load[0] != "" || r.Load[1] != "" {
 		fmt.Fprintf(w, "load average   %s before, %s after (1 min)\n", r.Load[0], r.Load[1])
 	}

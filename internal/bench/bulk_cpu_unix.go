@@ -49,3 +49,50 @@ func childCPU(pid int) time.Duration {
 	}
 	return time.Duration(ut+st) * 10 * time.Millisecond
 }
+
+// ioCounts is what a process has written and read so far, from
+// /proc/self/io (Linux): bytes passed to write and read calls (all files
+// and sockets), the number of those calls, and the bytes the process
+// caused to be sent to storage. ok is false when /proc/self/io cannot be
+// read.
+type ioCounts struct {
+	wchar, syscw, rchar, syscr, writeBytes int64
+	ok                                     bool
+}
+
+func processIO() ioCounts {
+	b, err := os.ReadFile("/proc/self/io")
+	if err != nil {
+		return ioCounts{}
+	}
+	c := ioCounts{ok: true}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, found := strings.Cut(line, ":")
+		if !found {
+			continue
+		}
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "wchar":
+			c.wchar = n
+		case "syscw":
+			c.syscw = n
+		case "rchar":
+			c.rchar = n
+		case "syscr":
+			c.syscr = n
+		case "write_bytes":
+			c.writeBytes = n
+		}
+	}
+	return c
+}
+
+// sub is what happened between o and c.
+func (c ioCounts) sub(o ioCounts) ioCounts {
+	return ioCounts{wchar: c.wchar - o.wchar, syscw: c.syscw - o.syscw, rchar: c.rchar - o.rchar,
+		syscr: c.syscr - o.syscr, writeBytes: c.writeBytes - o.writeBytes, ok: c.ok && o.ok}
+}
