@@ -35,6 +35,18 @@ type Store interface {
 	IntentStore
 }
 
+// BulkLoader is implemented by a store that takes a large load (a bulk
+// export's ingest) faster when it is told where the load begins and ends.
+// BeginBulkLoad opens a bulk window for a practice; end closes it and
+// finishes whatever the store deferred (for the sqlite store: the search
+// postings, merged into the index once). Reads give the same answers during
+// the window. end must be called, also when the load fails; its error means
+// the deferred work did not finish (the store retries it before it is
+// needed), and a second call does nothing.
+type BulkLoader interface {
+	BeginBulkLoad(practice string) (end func(ctx context.Context) error)
+}
+
 // RawPayload is one inbound payload exactly as received, stored before it is
 // processed so nothing is lost when parsing or mapping fails.
 type RawPayload struct {

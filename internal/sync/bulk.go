@@ -155,15 +155,29 @@ func (b *BulkIngester) Run(ctx context.Context, src BulkSource, trigger string) 
 		FileDone:   w.fileDone,
 		Progress:   src.Progress,
 	}
+	// A store that loads faster in bulk is told where the load begins and
+	// ends; end runs on every path (a cancelled run's too: it finishes what
+	// the store deferred), and its error fails the run.
+	endBulk := func(context.Context) error { return nil }
+	if bl, ok := b.Store.(store.BulkLoader); ok {
+		endBulk = bl.BeginBulkLoad(src.Practice)
+	}
 	var res *bulk.Result
 	var err error
-	if resuming {
-		log.LogAttrs(ctx, slog.LevelInfo, "resuming a bulk export", slog.Int64("run", run.ID))
-		res, err = src.Client.Resume(ctx, *state.Job, opts)
-	} else {
-		log.LogAttrs(ctx, slog.LevelInfo, "bulk export started", slog.Int64("run", run.ID), slog.Bool("incremental", w.incremental))
-		res, err = src.Client.Export(ctx, req, opts)
-	}
+	func() {
+		defer func() {
+			if berr := endBulk(context.WithoutCancel(ctx)); berr != nil {
+				err = errors.Join(err, fmt.Errorf("finishing the bulk load in the store: %w", berr))
+			}
+		}()
+		if resuming {
+			log.LogAttrs(ctx, slog.LevelInfo, "resuming a bulk export", slog.Int64("run", run.ID))
+			res, err = src.Client.Resume(ctx, *state.Job, opts)
+		} else {
+			log.LogAttrs(ctx, slog.LevelInfo, "bulk export started", slog.Int64("run", run.ID), slog.Bool("incremental", w.incremental))
+			res, err = src.Client.Export(ctx, req, opts)
+		}
+	}()
 
 	run.FinishedAt = b.now()
 	switch {

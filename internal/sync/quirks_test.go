@@ -331,18 +331,28 @@ func TestQuirkFanOutCrashAndResume(t *testing.T) {
 	mustRun(t, s, e.source(prof, 3, "Patient")) // the roster
 	e.requests("Observation")
 
-	// Cancel the run when the sixth patient's Observation search arrives.
+	// Cancel the run at the first Observation request, from the sixth
+	// patient's search on, that finds some fan-out progress saved: a
+	// request then belongs to a patient not yet done, so the crash lands
+	// mid-fan-out whichever patient the two workers finish first.
 	ctx, cancel := context.WithCancel(context.Background())
 	var mu gosync.Mutex
-	firstPages := 0
+	firstPages, cancelled := 0, false
 	e.before = func(r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, "/Observation") && r.URL.Query().Get("cursor") == "" {
-			mu.Lock()
+		if !strings.HasSuffix(r.URL.Path, "/Observation") {
+			return
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if r.URL.Query().Get("cursor") == "" {
 			firstPages++
-			if firstPages == 6 {
-				cancel()
-			}
-			mu.Unlock()
+		}
+		if cancelled || firstPages < 6 {
+			return
+		}
+		if prog, _ := st.GetCursor(context.Background(), practice, connection, "Observation"+FanOutSuffix); prog.PageURL != "" {
+			cancelled = true
+			cancel()
 		}
 	}
 	run, err := s.Run(ctx, src, "manual")

@@ -9,8 +9,9 @@ import (
 )
 
 // Stored bodies may be compressed. A column next to the body (for raw
-// payloads: raw_payloads.body_encoding, migration 0007) says how the body
-// was stored, so rows written before compression existed (encoding 0, the
+// payloads: raw_payloads.body_encoding, migration 0007; for resource
+// versions: resource_versions.body_encoding and body_dict, migration 0008,
+// see bodydict.go) says how the body was stored, so rows written before compression existed (encoding 0, the
 // column's default) read as they always did, and a payload that happens to
 // look like compressed data is never mistaken for it.
 //
@@ -22,6 +23,9 @@ import (
 const (
 	encPlain int64 = 0 // the body is stored byte for byte
 	encS2    int64 = 1 // the body is an S2 block (github.com/klauspost/compress/s2)
+	// encS2Dict: the body is an S2 block made with the dictionary its row
+	// names (resource versions only, bodydict.go).
+	encS2Dict int64 = 2
 )
 
 // compressMin is the smallest body worth compressing: below it the saving

@@ -73,6 +73,8 @@ import (
 // order (about twice as fast for Pebble's memtable as scattered keys). Pebble
 // runs without its own WAL: the SQLite commit comes first, and what a crash
 // takes from the memtables is caught up from resource_versions on open.
+// In a bulk window the postings skip the memtables: they are collected in
+// sorted runs and ingested as sstables when it ends (indexbulk.go).
 type index struct {
 	db  *pebble.DB
 	dir string
@@ -95,6 +97,8 @@ type index struct {
 
 	plans  planCache
 	limits // the search planner's bounds
+
+	bulk bulkState // deferred postings of bulk loads (indexbulk.go)
 }
 
 type collName struct{ practice, rt string }
@@ -118,6 +122,14 @@ type collection struct {
 	// broader parameter on the same elements (searchparam.NarrowsTo): only
 	// the broader one is posted. Immutable.
 	narrow map[string]searchparam.Narrowing
+
+	// Bulk loads (indexbulk.go): bulkDeferred is set while its posting
+	// writes go to the index's bulk runs (written under bulk.mu);
+	// bulkNoDefer, after a posting read in a bulk window, keeps them direct
+	// until the window closes; bulkReading counts posting reads in progress.
+	bulkDeferred atomic.Bool
+	bulkNoDefer  atomic.Bool
+	bulkReading  atomic.Int32
 
 	// ids filters lookups of ids the collection cannot hold (see idFilter):
 	// set for a collection created since Open, nil for one loaded from disk.
@@ -195,6 +207,7 @@ const (
 	metaStat      = 's' // coll:4 name:2 -> width:8 inverted:1
 	metaName      = 'n' // name -> name:2
 	metaSub       = 'y' // sub -> sub:2
+	metaBulk      = 'b' // coll:4 -> (empty): the collection has deferred postings (indexbulk.go)
 )
 
 // indexFormat changes whenever the key layout or value encodings change.
@@ -296,6 +309,7 @@ func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
 	ix.dict.Store(&nameDict{ids: map[string]uint16{}})
 	ix.subs.Store(&nameDict{ids: map[string]uint16{}})
 	ix.plans.m = map[string]*plan{}
+	ix.initBulk(fs, po)
 	want := []byte(indexFormat + " " + searchparam.CatalogVersion())
 	got, err := ix.getMeta([]byte{tagMeta, metaFormat})
 	if err != nil {
@@ -315,6 +329,10 @@ func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
 		db.Close()
 		return nil, err
 	}
+	if err := ix.recoverBulk(); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return ix, nil
 }
 
@@ -322,7 +340,8 @@ func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
 // logging how much Pebble wrote since Open and the compaction work it
 // leaves behind (numbers only: no keys).
 func (ix *index) close() error {
-	ferr := ix.db.Flush()
+	berr := ix.closeBulk()
+	ferr := errors.Join(berr, ix.db.Flush())
 	m := ix.db.Metrics()
 	var flushed, compacted uint64
 	for _, l := range m.Levels {
@@ -380,6 +399,9 @@ func (ix *index) wipe(format []byte) error {
 	if err := ix.db.Compact(context.Background(), []byte{tagCur}, []byte{tagEnd}, true); err != nil {
 		return fmt.Errorf("sqlite: search index: compact: %w", err)
 	}
+	ix.bulk.mu.Lock()
+	ix.resetBulk()
+	ix.bulk.mu.Unlock()
 	ix.mu.Lock()
 	for _, c := range ix.colls {
 		c.ids.drop()
@@ -956,19 +978,49 @@ func (o *ops) apply(b *pebble.Batch) error {
 
 // apply writes versions (in seq order) and the watermark in one atomic
 // batch. Writer only (Store.writeMu, or Open before the store is shared).
+// The postings of a collection in a bulk window go to the bulk runs instead
+// (indexbulk.go); they are dropped again if the batch fails.
 func (ix *index) apply(vs []indexedVersion, t tip) error {
+	b := &ix.bulk
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	mark, markKV, ncolls := len(b.buf.buf), len(b.buf.kv), len(b.colls)
+	if err := ix.applyLocked(vs, t); err != nil {
+		b.buf.buf, b.buf.kv = b.buf.buf[:mark], b.buf.kv[:markKV]
+		for _, c := range b.colls[ncolls:] {
+			c.bulkDeferred.Store(false) // its meta key was not committed
+		}
+		b.colls = b.colls[:ncolls]
+		return err
+	}
+	if b.size() >= b.limit {
+		return ix.spillBulk()
+	}
+	return nil
+}
+
+func (ix *index) applyLocked(vs []indexedVersion, t tip) error {
 	type delta struct {
-		c    *collection
-		live int64
+		c        *collection
+		live     int64
+		deferred bool // its postings go to the bulk runs
+		newBulk  bool // this batch defers it first: record its meta key
 	}
 	var touched []delta
+	bk := &ix.bulk
 	deltaOf := func(c *collection) *delta {
 		for i := range touched {
 			if touched[i].c == c {
 				return &touched[i]
 			}
 		}
-		touched = append(touched, delta{c: c})
+		d := delta{c: c, deferred: bk.defers(c)}
+		if d.deferred && !c.bulkDeferred.Load() {
+			c.bulkDeferred.Store(true)
+			bk.colls = append(bk.colls, c)
+			d.newBulk = true
+		}
+		touched = append(touched, d)
 		return &touched[len(touched)-1]
 	}
 	o := &ix.scratch
@@ -1002,6 +1054,9 @@ func (ix *index) apply(vs []indexedVersion, t tip) error {
 					return err
 				}
 				o.del(key, k0)
+				if d.deferred { // the posting may be in a run
+					bk.delCopy(key[k0:])
+				}
 			}
 			d.live--
 		}
@@ -1020,6 +1075,15 @@ func (ix *index) apply(vs []indexedVersion, t tip) error {
 					ix.noteDate(c, e, ix.codes[k].name)
 				}
 				if !c.posted(e) {
+					continue
+				}
+				if d.deferred {
+					k0 := len(bk.buf.buf)
+					key, err := ix.postingKey(bk.buf.key(), c, e, &ix.codes[k], v.cur.lu, v.id)
+					if err != nil {
+						return err
+					}
+					bk.buf.set(key, k0, val)
 					continue
 				}
 				k0 := len(o.buf)
@@ -1052,6 +1116,10 @@ func (ix *index) apply(vs []indexedVersion, t tip) error {
 		if !c.persisted {
 			k0 := len(o.buf)
 			o.set(appendEsc(appendEsc(append(o.key(), tagMeta, metaColl), c.practice), c.rt), k0, binary.BigEndian.AppendUint32(val[:0], c.id))
+		}
+		if d.newBulk {
+			k0 := len(o.buf)
+			o.set(binary.BigEndian.AppendUint32(append(o.key(), tagMeta, metaBulk), c.id), k0, nil)
 		}
 		k0 := len(o.buf)
 		o.set(binary.BigEndian.AppendUint32(append(o.key(), tagMeta, metaLive), c.id), k0, binary.BigEndian.AppendUint64(val[:0], uint64(c.live.Load()+d.live)))

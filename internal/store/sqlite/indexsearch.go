@@ -225,6 +225,12 @@ func (ix *index) search(c *collection, cs []searchparam.Criterion, key string, a
 		hits, _, more, _, err := q.run(-1, after, limit, false, nil)
 		return hits, total, more, err
 	}
+	// Postings a bulk load deferred are merged in before they are read.
+	done, err := ix.readingPostings(c)
+	if err != nil {
+		return nil, 0, false, err
+	}
+	defer done()
 	gen := c.gen.Load()
 	if p, ok := ix.plans.get(key, gen); ok {
 		if limit == 0 {

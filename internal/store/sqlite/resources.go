@@ -18,24 +18,28 @@ import (
 )
 
 const versionCols = `seq, practice, resource_type, id, version, source_version_id, source_last_updated,
-	content_hash, connection, raw_id, stored_at, deleted, body`
+	content_hash, connection, raw_id, stored_at, deleted, body, body_encoding, body_dict`
 
-func scanVersion(sc rowScanner) (store.Resource, error) {
+// scanVersion reads a row of versionCols, decoding the body.
+func (s *Store) scanVersion(ctx context.Context, sc rowScanner) (store.Resource, error) {
 	var r store.Resource
 	var slu, stored sql.NullInt64
 	var hash []byte
 	var deleted int
+	var enc, dict int64
 	if err := sc.Scan(&r.Seq, &r.Practice, &r.ResourceType, &r.ID, &r.Version, &r.SourceVersionID, &slu,
-		&hash, &r.Connection, &r.RawID, &stored, &deleted, &r.Body); err != nil {
+		&hash, &r.Connection, &r.RawID, &stored, &deleted, &r.Body, &enc, &dict); err != nil {
 		return r, err
 	}
+	body, err := s.decodeVersionBody(ctx, r.Body, enc, dict, hash)
+	if err != nil {
+		return r, fmt.Errorf("%s/%s version %d: %w", r.ResourceType, r.ID, r.Version, err)
+	}
+	r.Body = body
 	r.SourceLastUpdated = fromNanos(slu)
 	r.StoredAt = fromNanos(stored)
 	r.ContentHash = hex.EncodeToString(hash)
 	r.Deleted = deleted != 0
-	if r.Body == nil {
-		r.Body = []byte{}
-	}
 	return r, nil
 }
 
@@ -113,26 +117,6 @@ func extractAll(ctx context.Context, ps []pending) error {
 	return g.Wait()
 }
 
-// markNew flags the writes whose ids the search index certainly does not
-// hold (a collection it has never seen, or one whose id filter says no),
-// and returns ps.
-func (s *Store) markNew(practice string, ps []pending) []pending {
-	var coll *collection
-	rt := ""
-	for i := range ps {
-		p := &ps[i]
-		if p.w.Deleted {
-			continue
-		}
-		if i == 0 || p.w.ResourceType != rt {
-			rt = p.w.ResourceType
-			coll = s.idx.coll(practice, rt)
-		}
-		p.needEntries = coll == nil || !coll.ids.mayContain(p.w.ID)
-	}
-	return ps
-}
-
 // extract validates the body and computes its index entries.
 func (p *pending) extract() error {
 	es, err := searchparam.Extract(p.w.ResourceType, p.w.Body)
@@ -176,14 +160,6 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		p.prevFrom = -1
 		p.hash = sha256.Sum256(w.Body)
 	}
-	// Writes of ids the index certainly does not hold are validated and
-	// extracted before the writer lock is taken, so concurrent writers
-	// (the bulk path's workers) do it in parallel instead of one after the
-	// other under the lock. The answer is only a hint: extraction is pure,
-	// and the outcomes are decided under the lock as before.
-	if err := extractAll(ctx, s.markNew(practice, ps)); err != nil {
-		return nil, err
-	}
 
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -205,7 +181,6 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 	var coll *collection
 	for i := range ps {
 		p := &ps[i]
-		p.needEntries = false
 		if q, ok := s.queued(practice, p.w.ResourceType, p.w.ID); ok {
 			p.hint, p.hasHint, p.hintEntries = q.cur, true, q.entries
 		} else {
@@ -222,7 +197,7 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		if p.hasHint && !p.w.Deleted && !p.hint.deleted && p.hint.hash == p.hash {
 			continue
 		}
-		p.needEntries = !p.w.Deleted && p.entries == nil
+		p.needEntries = !p.w.Deleted
 	}
 	cr.close()
 	if err := extractAll(ctx, ps); err != nil {
@@ -351,9 +326,9 @@ func placeholders(n int) string {
 }
 
 const insertVersionSQL = `INSERT INTO resource_versions (seq, practice, resource_type, id, version, prev_seq, source_version_id,
-	source_last_updated, content_hash, connection, raw_id, stored_at, deleted, body) VALUES `
+	source_last_updated, content_hash, connection, raw_id, stored_at, deleted, body, body_encoding, body_dict) VALUES `
 
-const versionArgs = 14
+const versionArgs = 16
 
 // insertSQL returns the multi-row insert for n rows.
 func insertSQL(n int) string {
@@ -385,6 +360,14 @@ func (s *Store) insertVersions(ctx context.Context, practice string, ps []pendin
 		return fmt.Errorf("sqlite: begin write: %w", err)
 	}
 	defer tx.Rollback()
+	enc := versionEncoder{s: s, tx: tx, practice: practice}
+	committed := false
+	defer func() {
+		if !committed {
+			enc.abandon()
+		}
+		enc.release()
+	}()
 	args := make([]any, 0, insertChunks[0]*versionArgs)
 	for len(rows) > 0 {
 		var st *sql.Stmt
@@ -396,6 +379,7 @@ func (s *Store) insertVersions(ctx context.Context, practice string, ps []pendin
 			}
 		}
 		args = args[:0]
+		enc.reset()
 		for _, p := range rows[:n] {
 			prevSeq := int64(0)
 			if p.hadPrev {
@@ -409,8 +393,12 @@ func (s *Store) insertVersions(ctx context.Context, practice string, ps []pendin
 			if body == nil {
 				body = []byte{}
 			}
+			stored, bodyEnc, dict, err := enc.encode(ctx, p.w.ResourceType, body)
+			if err != nil {
+				return err
+			}
 			args = append(args, p.res.Seq, practice, p.w.ResourceType, p.w.ID, p.res.Version, prevSeq, p.w.SourceVersionID,
-				nanos(p.w.SourceLastUpdated), p.hash[:], p.w.Connection, p.w.RawID, p.storedAt.UnixNano(), deleted, body)
+				nanos(p.w.SourceLastUpdated), p.hash[:], p.w.Connection, p.w.RawID, p.storedAt.UnixNano(), deleted, stored, bodyEnc, dict)
 		}
 		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, args...); err != nil {
 			return fmt.Errorf("sqlite: insert resource versions: %w", err)
@@ -420,6 +408,8 @@ func (s *Store) insertVersions(ctx context.Context, practice string, ps []pendin
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("sqlite: commit resource versions: %w", err)
 	}
+	committed = true
+	enc.done()
 	s.kickCheckpoint()
 	return nil
 }
@@ -469,7 +459,7 @@ func (s *Store) catchUp(ctx context.Context) error {
 	n := 0
 	for {
 		rows, err := s.r.QueryContext(ctx, `SELECT seq, practice, resource_type, id, version, deleted, content_hash,
-			source_last_updated, stored_at, body FROM resource_versions WHERE seq > ? ORDER BY seq LIMIT ?`, s.idx.watermark.Load(), catchUpChunk)
+			source_last_updated, stored_at, body, body_encoding, body_dict FROM resource_versions WHERE seq > ? ORDER BY seq LIMIT ?`, s.idx.watermark.Load(), catchUpChunk)
 		if err != nil {
 			return fmt.Errorf("sqlite: index catch-up: %w", err)
 		}
@@ -477,6 +467,7 @@ func (s *Store) catchUp(ctx context.Context) error {
 			v           indexedVersion
 			slu, stored sql.NullInt64
 			body        []byte
+			enc, dict   int64
 		}
 		var batch []row
 		var last tip
@@ -484,7 +475,7 @@ func (s *Store) catchUp(ctx context.Context) error {
 			var r row
 			var deleted int
 			var hash []byte
-			if err := rows.Scan(&r.v.cur.seq, &r.v.practice, &r.v.rt, &r.v.id, &r.v.cur.version, &deleted, &hash, &r.slu, &r.stored, &r.body); err != nil {
+			if err := rows.Scan(&r.v.cur.seq, &r.v.practice, &r.v.rt, &r.v.id, &r.v.cur.version, &deleted, &hash, &r.slu, &r.stored, &r.body, &r.enc, &r.dict); err != nil {
 				rows.Close()
 				return fmt.Errorf("sqlite: index catch-up: %w", err)
 			}
@@ -512,10 +503,16 @@ func (s *Store) catchUp(ctx context.Context) error {
 					if r.v.cur.deleted {
 						continue
 					}
-					es, err := searchparam.Extract(r.v.rt, r.body)
+					body, err := s.decodeVersionBody(ctx, r.body, r.enc, r.dict, r.v.cur.hash[:])
+					var es []searchparam.Entry
+					if err == nil {
+						es, err = searchparam.Extract(r.v.rt, body)
+					}
 					if err != nil {
 						// Accepted when written, so the extraction rules
-						// changed; keep the resource findable by id and date.
+						// changed (or the stored body is damaged: reading
+						// it is an error); keep the resource findable by id
+						// and date.
 						s.log.Warn("stored version no longer extracts; indexed without its search values", "seq", r.v.cur.seq, "type", r.v.rt)
 						es = []searchparam.Entry{{Name: "_id", Type: searchparam.Token, Value: "|" + r.v.id}}
 					}
@@ -595,7 +592,7 @@ func (s *Store) GetResource(ctx context.Context, practice, resourceType, id stri
 	if err != nil {
 		return store.Resource{}, fmt.Errorf("sqlite: read %s/%s: %w", resourceType, id, err)
 	}
-	r, err := scanVersion(st.QueryRowContext(ctx, c.seq, practice))
+	r, err := s.scanVersion(ctx, st.QueryRowContext(ctx, c.seq, practice))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Resource{}, notFound("sqlite: %s/%s", resourceType, id)
 	}
@@ -646,7 +643,7 @@ func (s *Store) GetResourceVersion(ctx context.Context, practice, resourceType, 
 	if err != nil {
 		return store.Resource{}, fmt.Errorf("sqlite: read %s/%s version %d: %w", resourceType, id, version, err)
 	}
-	r, err := scanVersion(st.QueryRowContext(ctx, c.seq, practice, version))
+	r, err := s.scanVersion(ctx, st.QueryRowContext(ctx, c.seq, practice, version))
 	if errors.Is(err, sql.ErrNoRows) {
 		return store.Resource{}, notFound("sqlite: %s/%s version %d", resourceType, id, version)
 	}
@@ -684,7 +681,7 @@ func (s *Store) History(ctx context.Context, practice, resourceType, id string) 
 	defer rows.Close()
 	var out []store.Resource
 	for rows.Next() {
-		r, err := scanVersion(rows)
+		r, err := s.scanVersion(ctx, rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: history of %s/%s: %w", resourceType, id, err)
 		}

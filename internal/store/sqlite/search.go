@@ -173,7 +173,7 @@ func (s *Store) readVersions(ctx context.Context, practice string, seqs []int64)
 		at[seq] = i
 	}
 	for rows.Next() {
-		r, err := scanVersion(rows)
+		r, err := s.scanVersion(ctx, rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlite: read search page: %w", err)
 		}

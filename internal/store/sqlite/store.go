@@ -45,8 +45,9 @@
 //   - Raw payloads are stored S2-compressed when that pays (codec.go): a bulk
 //     batch of NDJSON shrinks about 8:1, which removes most of what a bulk
 //     load writes to the WAL and copies again in checkpoints. Resource
-//     versions are stored as they are: compressing each ~1 KB body saved
-//     about as much I/O as it cost CPU, and every read would decode.
+//     version bodies are S2-compressed against a dictionary per practice
+//     and resource type made from the first bodies of that type the store
+//     writes (bodydict.go): 4 – 8:1 where a body alone gives 1.4:1.
 //
 // Opening a store reads only the index's metadata (milliseconds); a missing
 // or foreign index is rebuilt from resource_versions (about 3 s per 100,000
@@ -140,6 +141,8 @@ type Store struct {
 	beforeIndex atomic.Pointer[func() error]
 
 	cache *versionCache // recently read versions by seq; nil: disabled
+
+	bodies bodyDicts // dictionaries of compressed version bodies (bodydict.go)
 
 	stmtMu sync.Mutex
 	stmts  map[string]*sql.Stmt // prepared on w, keyed by SQL text
