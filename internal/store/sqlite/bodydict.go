@@ -54,6 +54,7 @@ type dictKey struct{ practice, rt string }
 // versions are compressed with, or the samples collected until there are
 // enough to make one. Guarded by the store's writeMu.
 type writerDict struct {
+	key     dictKey
 	looked  bool // the table was asked for a stored dictionary
 	id      int64
 	dict    *s2.Dict
@@ -75,9 +76,14 @@ var (
 
 // bodyDicts holds the dictionaries of a store. The zero value is ready.
 type bodyDicts struct {
-	// readers: dictionaries by id, for decoding; a bounded LRU.
+	// readers: dictionaries by id, for decoding; a bounded LRU. latest
+	// names the committed dictionary new versions of a (practice, type)
+	// are compressed with, for writers compressing before they take the
+	// store's writer lock (preEncode); it only names dictionaries byID
+	// holds.
 	mu      sync.Mutex
 	byID    map[int64]*readerDict // guarded by mu
+	latest  map[dictKey]int64     // guarded by mu
 	readTic uint64                // guarded by mu
 
 	// writer: guarded by the store's writeMu; a bounded LRU too (an
@@ -106,6 +112,10 @@ func (b *bodyDicts) get(id int64) *s2.Dict {
 func (b *bodyDicts) add(id int64, d *s2.Dict) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	b.addLocked(id, d)
+}
+
+func (b *bodyDicts) addLocked(id int64, d *s2.Dict) {
 	if b.byID == nil {
 		b.byID = map[int64]*readerDict{}
 	}
@@ -120,6 +130,100 @@ func (b *bodyDicts) add(id int64, d *s2.Dict) {
 			}
 		}
 		delete(b.byID, oldest)
+		for k, id := range b.latest {
+			if id == oldest {
+				delete(b.latest, k)
+			}
+		}
+	}
+}
+
+// publish makes committed dictionary id the one writers of k compress
+// with before they take the writer lock.
+func (b *bodyDicts) publish(k dictKey, id int64, d *s2.Dict) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.latest == nil {
+		b.latest = map[dictKey]int64{}
+	}
+	b.latest[k] = id
+	b.addLocked(id, d)
+}
+
+// forWrite returns the committed dictionary new versions of k are
+// compressed with, or nil when there is none in memory.
+func (b *bodyDicts) forWrite(k dictKey) (int64, *s2.Dict) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	id, ok := b.latest[k]
+	if !ok {
+		return 0, nil
+	}
+	r := b.byID[id]
+	if r == nil {
+		return 0, nil
+	}
+	b.readTic++
+	r.used = b.readTic
+	return id, r.d
+}
+
+// preEncoded is a body compressed before the writer lock was taken.
+type preEncoded struct {
+	b         []byte
+	enc, dict int64
+	ok        bool
+}
+
+// preEncode compresses the bodies of ps whose (practice, type) has a
+// committed dictionary in memory, outside the writer lock, so concurrent
+// writers compress in parallel; insertVersions stores them as they are and
+// compresses the rest itself. release returns the buffer after the rows
+// were inserted.
+func (s *Store) preEncode(practice string, ps []pending) (release func()) {
+	var (
+		buf    []byte
+		pooled *[]byte
+		rt     string
+		id     int64
+		d      *s2.Dict
+	)
+	for i := range ps {
+		p := &ps[i]
+		if p.w.Deleted || len(p.w.Body) < dictMinBody {
+			continue
+		}
+		if i == 0 || p.w.ResourceType != rt {
+			rt = p.w.ResourceType
+			id, d = s.bodies.forWrite(dictKey{practice, rt})
+		}
+		if d == nil {
+			continue
+		}
+		n := s2.MaxEncodedLen(len(p.w.Body))
+		if n < 0 {
+			continue
+		}
+		if pooled == nil {
+			pooled = encBufs.Get().(*[]byte)
+			buf = (*pooled)[:0]
+		}
+		if cap(buf)-len(buf) < n {
+			buf = make([]byte, 0, max(2*cap(buf), len(buf)+n, 256<<10))
+		}
+		c := d.Encode(buf[len(buf):len(buf)+n], p.w.Body)
+		if len(c) > len(p.w.Body)-len(p.w.Body)/8 {
+			p.pre = preEncoded{b: p.w.Body, enc: encPlain, ok: true}
+			continue
+		}
+		buf = buf[:len(buf)+len(c)]
+		p.pre = preEncoded{b: c, enc: encS2Dict, dict: id, ok: true}
+	}
+	return func() {
+		if pooled != nil && cap(buf) <= encBufMax {
+			*pooled = buf[:0]
+			encBufs.Put(pooled)
+		}
 	}
 }
 
@@ -148,7 +252,7 @@ func (b *bodyDicts) writerFor(k dictKey) *writerDict {
 			delete(b.writer, oldest)
 		}
 	}
-	w := &writerDict{used: b.writeTic}
+	w := &writerDict{key: k, used: b.writeTic}
 	b.writer[k] = w
 	return w
 }
@@ -298,7 +402,7 @@ func (e *versionEncoder) writer(ctx context.Context, rt string) (*writerDict, er
 		if w.dict = s2.NewDict(raw); w.dict == nil {
 			return nil, fmt.Errorf("sqlite: body dictionary %d is damaged", w.id)
 		}
-		b.add(w.id, w.dict)
+		b.publish(dictKey{e.practice, rt}, w.id, w.dict)
 	}
 	w.looked = true
 	return w, nil
@@ -326,7 +430,7 @@ func (e *versionEncoder) makeDict(ctx context.Context, rt string, w *writerDict)
 func (e *versionEncoder) done() {
 	for _, w := range e.made {
 		w.fresh, w.samples = false, nil
-		e.s.bodies.add(w.id, w.dict)
+		e.s.bodies.publish(w.key, w.id, w.dict)
 	}
 	e.made = nil
 }

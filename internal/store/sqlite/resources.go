@@ -80,6 +80,8 @@ type pending struct {
 	hint        curState
 	hasHint     bool
 	hintEntries []searchparam.Entry
+	// pre is the body compressed before the writer lock (preEncode).
+	pre preEncoded
 	// needEntries: the body may change the resource, so it is validated and
 	// extracted (in parallel, before the outcomes are decided).
 	needEntries bool
@@ -115,6 +117,26 @@ func extractAll(ctx context.Context, ps []pending) error {
 		})
 	}
 	return g.Wait()
+}
+
+// markNew flags the writes whose ids the search index certainly does not
+// hold (a collection it has never seen, or one whose id filter says no),
+// and returns ps.
+func (s *Store) markNew(practice string, ps []pending) []pending {
+	var coll *collection
+	rt := ""
+	for i := range ps {
+		p := &ps[i]
+		if p.w.Deleted {
+			continue
+		}
+		if i == 0 || p.w.ResourceType != rt {
+			rt = p.w.ResourceType
+			coll = s.idx.coll(practice, rt)
+		}
+		p.needEntries = coll == nil || !coll.ids.mayContain(p.w.ID)
+	}
+	return ps
 }
 
 // extract validates the body and computes its index entries.
@@ -160,6 +182,15 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		p.prevFrom = -1
 		p.hash = sha256.Sum256(w.Body)
 	}
+	// Writes of ids the index certainly does not hold are validated and
+	// extracted before the writer lock is taken, so concurrent writers
+	// (the bulk path's workers) do it in parallel instead of one after the
+	// other under the lock. The answer is only a hint: extraction is pure,
+	// and the outcomes are decided under the lock as before.
+	if err := extractAll(ctx, s.markNew(practice, ps)); err != nil {
+		return nil, err
+	}
+	defer s.preEncode(practice, ps)()
 
 	s.writeMu.Lock()
 	defer s.writeMu.Unlock()
@@ -181,6 +212,7 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 	var coll *collection
 	for i := range ps {
 		p := &ps[i]
+		p.needEntries = false
 		if q, ok := s.queued(practice, p.w.ResourceType, p.w.ID); ok {
 			p.hint, p.hasHint, p.hintEntries = q.cur, true, q.entries
 		} else {
@@ -197,7 +229,7 @@ func (s *Store) WriteResources(ctx context.Context, practice string, ws []store.
 		if p.hasHint && !p.w.Deleted && !p.hint.deleted && p.hint.hash == p.hash {
 			continue
 		}
-		p.needEntries = !p.w.Deleted
+		p.needEntries = !p.w.Deleted && p.entries == nil
 	}
 	cr.close()
 	if err := extractAll(ctx, ps); err != nil {
@@ -393,9 +425,12 @@ func (s *Store) insertVersions(ctx context.Context, practice string, ps []pendin
 			if body == nil {
 				body = []byte{}
 			}
-			stored, bodyEnc, dict, err := enc.encode(ctx, p.w.ResourceType, body)
-			if err != nil {
-				return err
+			stored, bodyEnc, dict := p.pre.b, p.pre.enc, p.pre.dict
+			if !p.pre.ok {
+				var err error
+				if stored, bodyEnc, dict, err = enc.encode(ctx, p.w.ResourceType, body); err != nil {
+					return err
+				}
 			}
 			args = append(args, p.res.Seq, practice, p.w.ResourceType, p.w.ID, p.res.Version, prevSeq, p.w.SourceVersionID,
 				nanos(p.w.SourceLastUpdated), p.hash[:], p.w.Connection, p.w.RawID, p.storedAt.UnixNano(), deleted, stored, bodyEnc, dict)
