@@ -3,11 +3,14 @@ package mapping
 import (
 	"bytes"
 	"context"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/mediflow/mediflow/internal/mapping/conceptmap"
 	"github.com/mediflow/mediflow/internal/sim"
+	"github.com/mediflow/mediflow/internal/sim/flavor"
 	"github.com/mediflow/mediflow/internal/sim/gen"
 	"github.com/mediflow/mediflow/profiles"
 )
@@ -116,4 +119,65 @@ func BenchmarkMapOracle(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "resources/s")
+}
+
+// BenchmarkMapBulkMix maps what a bulk export of the generic simulator
+// holds, in the generator's own proportions (Observation about half of it,
+// then Encounter, Slot, Appointment...), with the generic profile and no
+// practice layer: the mapping work of `mediflow bench bulk`. The order is
+// a fixed interleaving, so types alternate the way NDJSON files of several
+// workers do not, but the per-resource cost is what the bench sees.
+func BenchmarkMapBulkMix(b *testing.B) {
+	set, err := Load(profiles.FS, "generic", "")
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := sim.New(sim.Config{Tenants: []sim.TenantConfig{{ID: "bench", Flavor: "generic", Seed: 9, Data: &gen.Options{Patients: 60}}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var mix [][]byte
+	for _, rt := range flavor.AllTypes() {
+		cur := s.Current("bench", rt)
+		ids := make([]string, 0, len(cur))
+		for id := range cur {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			mix = append(mix, cur[id])
+		}
+	}
+	if len(mix) < 500 {
+		b.Fatalf("%d resources", len(mix))
+	}
+	// A fixed permutation (stride coprime with the length) interleaves
+	// the types.
+	stride := 7919
+	for len(mix)%stride == 0 {
+		stride++
+	}
+	perm := make([][]byte, len(mix))
+	for i := range mix {
+		perm[i] = mix[(i*stride)%len(mix)]
+	}
+	total := 0
+	for _, m := range perm {
+		total += len(m)
+	}
+	opts := MapOptions{TimeZone: time.UTC, Direction: DirectionIn}
+	ctx := context.Background()
+	var rep Report
+	b.SetBytes(int64(total / len(perm)))
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, cpuOK := processCPU()
+	for i := 0; i < b.N; i++ {
+		if _, err := set.MapInto(ctx, perm[i%len(perm)], opts, &rep); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if cpu1, ok := processCPU(); ok && cpuOK && cpu1 > cpu0 {
+		b.ReportMetric(float64((cpu1-cpu0).Nanoseconds())/1e3/float64(b.N), "cpu-µs/op")
+	}
 }

@@ -172,6 +172,8 @@ func (s *Set) release(st *runState) {
 	st.dec.data, st.dec.src = nil, ""
 	clear(st.dec.spans)
 	st.dec.spans = st.dec.spans[:0]
+	clear(st.dec.top)
+	st.dec.top, st.dec.topOrdered = st.dec.top[:0], false
 	clear(st.dirty)
 	st.dirty = st.dirty[:0]
 	clear(st.vals[:cap(st.vals)])
@@ -180,6 +182,7 @@ func (s *Set) release(st *runState) {
 	st.ctx, st.res, st.envRes, st.rep, st.cur, st.strict, st.prune = nil, nil, false, nil, nil, nil, false
 	st.opts = MapOptions{}
 	st.tc = tctx{}
+	st.dec.rt = nil
 	s.states.Put(st)
 }
 
@@ -224,9 +227,11 @@ func (s *Set) Map(ctx context.Context, resource []byte, opts MapOptions) ([]byte
 // resource could not be read). rep must not be in use elsewhere; a
 // *MapError returned stays valid when rep is reused.
 func (s *Set) MapInto(ctx context.Context, resource []byte, opts MapOptions, rep *Report) ([]byte, error) {
-	clear(rep.Elements)
 	*rep = Report{Elements: rep.Elements[:0]}
 	out, _, err := s.mapInto(ctx, resource, opts, rep)
+	// The elements are overwritten as they are appended; those of an
+	// earlier resource past the new ones are dropped.
+	clear(rep.Elements[len(rep.Elements):cap(rep.Elements)])
 	return out, err
 }
 
@@ -254,7 +259,10 @@ func (s *Set) mapInto(ctx context.Context, resource []byte, opts MapOptions, reu
 	if rt == "" {
 		return nil, nil, fmt.Errorf("mapping: the resource has no resourceType")
 	}
-	t := s.m.Type(rt)
+	t := st.dec.rt // the type decodeResource found, when it did
+	if t == nil || t.Name() != rt {
+		t = s.m.Type(rt)
+	}
 	if t == nil || t.Abstract() || t.Kind() != model.KindResource {
 		return nil, nil, fmt.Errorf("mapping: unknown resource type %q", rt)
 	}
@@ -306,10 +314,13 @@ func (s *Set) mapInto(ctx context.Context, resource []byte, opts MapOptions, reu
 	if len(st.strict) > 0 {
 		return nil, st.rep, &MapError{ResourceType: rt, Failures: st.strict}
 	}
-	if dir == DirectionIn {
-		setProfileTag(res, s.tag)
-	} else {
+	switch {
+	case dir != DirectionIn:
 		setProfileTag(res, nil)
+	case s.decodeAll:
+		setProfileTag(res, s.tag) // the reference: the tag as a map
+	default:
+		setProfileTag(res, s.tagEnc)
 	}
 	copyRaw := st.dec.materialize(res, st.prune, st.dirty)
 	// Encode into the state's buffer and return a copy of exactly the
@@ -327,8 +338,8 @@ func (s *Set) mapInto(ctx context.Context, resource []byte, opts MapOptions, reu
 }
 
 // setProfileTag replaces the mapping-profile tag by tag (shared: it is
-// only encoded), or removes it when tag is nil.
-func setProfileTag(res map[string]any, tag map[string]any) {
+// only encoded; a map or an *encodedValue), or removes it when tag is nil.
+func setProfileTag(res map[string]any, tag any) {
 	meta, _ := res["meta"].(map[string]any)
 	if meta == nil {
 		if tag == nil {
@@ -338,6 +349,10 @@ func setProfileTag(res map[string]any, tag map[string]any) {
 		res["meta"] = meta
 	}
 	tags, _ := meta["tag"].([]any)
+	if x, ok := tag.(*encodedValue); ok && len(tags) == 0 {
+		meta["tag"] = x.list // shared, only encoded
+		return
+	}
 	kept := make([]any, 0, len(tags)+1)
 	for _, t := range tags {
 		if tm, ok := t.(map[string]any); ok && tm["system"] == ProfileTagSystem {
@@ -527,11 +542,20 @@ func (r *crule) applyTo(st *runState, el *ElementResult, obj map[string]any, nod
 	}
 	if !r.writesSame(obj, vals) {
 		st.markDirty(r.root)
+		if err := r.write(obj, vals); err != nil {
+			el.Status, el.Reason = StatusFailed, err.Error()
+			return vals
+		}
+	} else if !r.sameNodes {
+		// The target holds these very objects, read from elsewhere: the
+		// write gives it copies of its own.
+		if err := r.write(obj, vals); err != nil {
+			el.Status, el.Reason = StatusFailed, err.Error()
+			return vals
+		}
 	}
-	if err := r.write(obj, vals); err != nil {
-		el.Status, el.Reason = StatusFailed, err.Error()
-		return vals
-	}
+	// (A rule that read its own element and leaves it as it is writes
+	// nothing: the write would store the same values.)
 	el.Status = StatusPopulated
 	if st.opts.KeepValues {
 		el.Values = append([]any(nil), vals...)

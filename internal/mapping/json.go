@@ -70,6 +70,11 @@ type jsonDecoder struct {
 	m     *model.Model
 	rt    *model.Type
 	prune bool
+	// top lists the resource's members in input order with their ranks
+	// and types; topOrdered says that order is the encoder's (ranks
+	// strictly increasing, no duplicates).
+	top        []topKey
+	topOrdered bool
 }
 
 // maxFreeMaps bounds the maps a decoder keeps for reuse; maxFreeBigMaps
@@ -214,6 +219,7 @@ func (d *jsonDecoder) members(depth, base int, n *planNode) (any, error) {
 	if d.track && (depth > 0 || n != nil) && len(d.free) > 0 {
 		direct = d.newMap(0)
 	}
+	cursor := 0 // for skipMemberFrom
 	for {
 		d.skipSpace()
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
@@ -238,7 +244,7 @@ func (d *jsonDecoder) members(depth, base int, n *planNode) (any, error) {
 			// Not named by the plan: kept as the input's bytes.
 			start := d.pos
 			var canon bool
-			if canon, err = d.skipMember(k, n.typ, depth+1); err == nil {
+			if canon, err = d.skipMemberFrom(k, n.typ, depth+1, &cursor); err == nil {
 				v = d.newRaw(start, d.pos, canon)
 			}
 		}
@@ -484,7 +490,11 @@ func encodeResource(dst []byte, m *model.Model, res map[string]any, prune bool) 
 // set and they are in encoder form, else decoded and encoded.
 func encodeResourceRaw(dst []byte, m *model.Model, res map[string]any, prune bool, dec *jsonDecoder, copy bool) ([]byte, error) {
 	e := encoder{m: m, prune: prune, dec: dec, copyRaw: copy}
-	dst, _, err := e.value(dst, res, resourceTypeOf(m, res), false, false)
+	if dec != nil && dec.topOrdered && dec.data != nil {
+		e.root, e.top = res, dec.top
+	}
+	// (Only the resource's own encoding may use e.top: see object.)
+	dst, _, err := e.value(dst, res, e.typeOf(res), false, false)
 	return dst, err
 }
 
@@ -494,6 +504,46 @@ type encoder struct {
 	// dec decoded the tree; its input holds the rawValues' bytes.
 	dec     *jsonDecoder
 	copyRaw bool
+	// root is the resource decodeResource read with its top-level members
+	// in encoder order, top those members (nil: not known).
+	root map[string]any
+	top  []topKey
+}
+
+// encodedValue stands in a tree for an object whose encoding is known
+// (the profile tag, the same in every resource): the encoder writes enc
+// when it writes the object as an element of type typ, else encodes v.
+type encodedValue struct {
+	v     map[string]any // never changed
+	typ   *model.Type
+	enc   [2][]byte // without and with pruning
+	empty [2]bool
+	list  any // a list ([]any) holding just this value
+}
+
+func newEncodedValue(m *model.Model, v map[string]any, t *model.Type) (*encodedValue, error) {
+	x := &encodedValue{v: v, typ: t}
+	x.list = []any{x} // boxed once
+	for i, prune := range [2]bool{false, true} {
+		e := encoder{m: m, prune: prune}
+		b, empty, err := e.object(nil, v, t, false)
+		if err != nil {
+			return nil, err
+		}
+		x.enc[i], x.empty[i] = b, empty
+	}
+	return x, nil
+}
+
+// typeOf is resourceTypeOf, which knows the type of the resource the
+// decoder read without a look-up.
+func (e *encoder) typeOf(obj map[string]any) *model.Type {
+	if e.dec != nil && e.dec.rt != nil {
+		if rt, ok := obj["resourceType"].(string); ok && rt == e.dec.rt.Name() {
+			return e.dec.rt
+		}
+	}
+	return resourceTypeOf(e.m, obj)
 }
 
 func resourceTypeOf(m *model.Model, obj map[string]any) *model.Type {
@@ -534,6 +584,15 @@ func (e *encoder) value(dst []byte, v any, t *model.Type, aligned, ext bool) ([]
 		return e.array(dst, x, t, aligned, ext)
 	case map[string]any:
 		return e.object(dst, x, t, ext)
+	case *encodedValue:
+		if t == x.typ {
+			i := 0
+			if e.prune {
+				i = 1
+			}
+			return append(dst, x.enc[i]...), x.empty[i], nil
+		}
+		return e.object(dst, x.v, t, ext)
 	case *rawValue:
 		if e.dec == nil {
 			break
@@ -599,11 +658,11 @@ type objKey struct {
 func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool) ([]byte, bool, error) {
 	if t != nil && t.Kind() == model.KindResource {
 		// A contained or entry resource names its own type.
-		if rt := resourceTypeOf(e.m, obj); rt != nil {
+		if rt := e.typeOf(obj); rt != nil {
 			t = rt
 		}
 	} else if t == nil {
-		t = resourceTypeOf(e.m, obj)
+		t = e.typeOf(obj)
 	}
 	var (
 		nameBuf [16]string
@@ -614,7 +673,69 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 	names, vals, types, keys := nameBuf[:0], valBuf[:0], typBuf[:0], keyBuf[:0]
 	isExtension := t != nil && t.Name() == "Extension"
 	underscore := false
+	ordered := false
+	// root: obj is the resource decodeResource read, whose members no rule
+	// reads are in e.top only.
+	root := e.root != nil && sameMap(obj, e.root)
+	if root {
+		// The resource decodeResource read, its members in encoder order
+		// (those no rule reads only in e.top). When the map still holds
+		// the others, and nothing more, their ranks and types are known
+		// and the order is the input's.
+		ordered = t == e.dec.rt
+		inMap := 0
+		for _, m := range e.top {
+			v := any(m.raw)
+			if m.raw == nil {
+				var ok bool
+				if v, ok = obj[m.key]; !ok {
+					ordered = false
+				}
+				inMap++
+			}
+			if !ordered {
+				break
+			}
+			keys = append(keys, objKey{rank: m.rank, idx: int32(len(names))})
+			names = append(names, m.key)
+			vals = append(vals, v)
+			types = append(types, m.typ)
+			if len(m.key) > 1 && m.key[0] == '_' {
+				underscore = true
+			}
+		}
+		if ordered && inMap != len(obj) {
+			ordered = false // a rule added a member
+		}
+		if !ordered {
+			// The members no rule read join the others below (no rule
+			// can have written them: they are not in the plan).
+			clear(vals)
+			names, vals, types, keys, underscore = names[:0], vals[:0], types[:0], keys[:0], false
+			for _, m := range e.top {
+				if m.raw == nil {
+					continue
+				}
+				if t != e.dec.rt {
+					// A rule changed the resource type: the ranks are
+					// another type's (rare; the map takes them).
+					obj[m.key] = m.raw
+					continue
+				}
+				keys = append(keys, objKey{rank: m.rank, idx: int32(len(names))})
+				names = append(names, m.key)
+				vals = append(vals, m.raw)
+				types = append(types, m.typ)
+				if len(m.key) > 1 && m.key[0] == '_' {
+					underscore = true
+				}
+			}
+		}
+	}
 	for k, v := range obj {
+		if ordered {
+			break
+		}
 		rank := int32(unknownChild)
 		var ct *model.Type
 		name := k
@@ -637,7 +758,9 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 		vals = append(vals, v)
 		types = append(types, ct)
 	}
-	if len(keys) <= 16 {
+	if ordered {
+		// In order already.
+	} else if len(keys) <= 16 {
 		// Insertion sort: few members, often nearly in order already.
 		// Members the model does not know (equal ranks) by name, "_name"
 		// after "name".
@@ -680,11 +803,15 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 			dst = append(dst, ':')
 		}
 		aligned := false
-		if underscore {
+		if underscore && name != "" {
 			var sibling any
-			if name[0] == '_' {
+			switch {
+			case root:
+				// Members no rule reads are not in obj.
+				sibling = siblingOf(names, vals, name)
+			case name[0] == '_':
 				sibling = obj[name[1:]]
-			} else {
+			default:
 				sibling = obj["_"+name]
 			}
 			switch x := sibling.(type) {
@@ -725,6 +852,17 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 		return dst, true, nil
 	}
 	return dst, n == 0, nil
+}
+
+// siblingOf returns the value of the "_name" member of name, or of the
+// name member of "_name", among names (nil: none).
+func siblingOf(names []string, vals []any, name string) any {
+	for i, n := range names {
+		if name[0] == '_' && n == name[1:] || name[0] != '_' && len(n) == len(name)+1 && n[0] == '_' && n[1:] == name {
+			return vals[i]
+		}
+	}
+	return nil
 }
 
 // compareMemberNames orders names alphabetically, "_name" right after

@@ -19,6 +19,18 @@ type rawValue struct {
 	array bool // the value is an array (for the "_name" alignment)
 }
 
+// topKey is a top-level member of a resource decodeResource read: its
+// name, its rank as the encoder orders members (see objKey) and its type
+// (nil: unknown, or a "_name" member).
+type topKey struct {
+	key  string
+	rank int32
+	typ  *model.Type
+	// raw is the member's value when no rule reads it (then, with the
+	// members in encoder order, it is not in the decoded map).
+	raw *rawValue
+}
+
 // topMember is a top-level member decoded for the rules, at [start, end)
 // of the input.
 type topMember struct {
@@ -62,6 +74,8 @@ func (d *jsonDecoder) resetRaws() {
 // listed in d.spans.
 func (d *jsonDecoder) decodeResource(data []byte, s *Set, dir string) (any, error) {
 	d.spans = d.spans[:0]
+	clear(d.top)
+	d.top, d.topOrdered, d.rt = d.top[:0], false, nil
 	d.resetRaws()
 	if len(data) == 0 || len(data) > 1<<31-1 || !d.track || s.decodeAll {
 		return d.decode(data)
@@ -133,11 +147,20 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 	}
 	d.m, d.prune = m, plan.prune
 	base := len(d.kvs)
-	d.kvs = append(d.kvs, jsonMember{"resourceType", rt})
+	var rtv any = plan.rtName
+	if name, _ := rtv.(string); name != rt {
+		rtv = rt
+	}
+	d.kvs = append(d.kvs, jsonMember{"resourceType", rtv})
 	defer func() {
 		clear(d.kvs[base:])
 		d.kvs = d.kvs[:base]
 	}()
+	// Each member's rank and type as the encoder finds them; members in
+	// definition order are found by a walk on from the last one.
+	d.top = append(d.top, topKey{key: "resourceType", rank: -2})
+	ordered := true
+	cursor := 0
 	for {
 		d.skipSpace()
 		if d.pos >= len(d.data) {
@@ -165,6 +188,30 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 		d.pos++
 		d.skipSpace()
 		start := d.pos
+		tk := topKey{key: k, rank: unknownChild}
+		if k == "resourceType" {
+			tk.rank = -2
+		} else {
+			name, under := k, int32(0)
+			if len(k) > 1 && k[0] == '_' {
+				name, under = k[1:], 1
+			}
+			c, choice, found := lookupFrom(rtT, name, cursor)
+			if !found {
+				c, choice, found = rtT.Lookup(name)
+			}
+			if found {
+				tk.rank = int32(2*c) + under
+				cursor = c
+				if under == 0 {
+					tk.typ = rtT.ChildType(c, max(choice, 0))
+				}
+			}
+		}
+		if prev := d.top[len(d.top)-1]; tk.rank < prev.rank || tk.rank == prev.rank && compareMemberNames(prev.key, k) >= 0 {
+			ordered = false
+		}
+		d.top = append(d.top, tk)
 		var v any
 		if kid := plan.root.kid(k); kid != nil || k == "resourceType" {
 			objs := d.nobj
@@ -179,11 +226,14 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 				addMember(&d.spans, topMember{key: k, start: start, end: d.pos})
 			}
 		} else {
-			canon, err := d.skipMember(k, rtT, 1)
+			// skipMember(k, rtT, 1), with the type found above.
+			canon, err := d.skip(1, tk.typ, k == "extension" || k == "modifierExtension")
 			if err != nil {
 				return fail()
 			}
-			v = d.newRaw(start, d.pos, canon)
+			raw := d.newRaw(start, d.pos, canon)
+			d.top[len(d.top)-1].raw = raw
+			v = raw
 		}
 		d.kvs = append(d.kvs, jsonMember{k, v})
 	}
@@ -192,8 +242,23 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 	if d.pos != len(d.data) {
 		return fail()
 	}
-	obj := d.newMap(len(d.kvs) - base)
-	for _, e := range d.kvs[base:] {
+	// With the members in encoder order (and so no duplicates), those no
+	// rule reads stay out of the map: the encoder takes them from d.top,
+	// and the map the rules work on stays small. Else the map has them
+	// all, the last of a duplicate winning.
+	n := len(d.kvs) - base
+	if ordered {
+		for _, tk := range d.top {
+			if tk.raw != nil {
+				n--
+			}
+		}
+	}
+	obj := d.newMap(n)
+	for i, e := range d.kvs[base:] {
+		if ordered && d.top[i].raw != nil {
+			continue
+		}
 		obj[e.k] = e.v
 	}
 	if obj["resourceType"] != rt {
@@ -201,6 +266,7 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 		return fail()
 	}
 	d.rt = rtT
+	d.topOrdered = ordered
 	return obj, true
 }
 
@@ -212,6 +278,15 @@ func (d *jsonDecoder) valueIn(depth int, n *planNode) (any, error) {
 	}
 	switch d.data[d.pos] {
 	case '{':
+		if n.opaque() {
+			// Checked as value would read it, and kept as bytes.
+			start := d.pos
+			canon, err := d.skip(depth, n.typ, n.ext)
+			if err != nil {
+				return nil, err
+			}
+			return d.newRaw(start, d.pos, canon), nil
+		}
 		return d.object(depth, n)
 	case '[':
 		return d.array(depth, n)
@@ -247,6 +322,24 @@ func (d *jsonDecoder) skipMember(k string, t *model.Type, depth int) (bool, erro
 	var ct *model.Type
 	if t != nil && len(k) > 0 && k[0] != '_' {
 		if c, choice, found := t.Lookup(k); found {
+			ct = t.ChildType(c, max(choice, 0))
+		}
+	}
+	return d.skip(depth, ct, k == "extension" || k == "modifierExtension")
+}
+
+// skipMemberFrom is skipMember for the members of one object in turn:
+// cursor, the child index of the last member found, lets members in
+// definition order be found without hashing.
+func (d *jsonDecoder) skipMemberFrom(k string, t *model.Type, depth int, cursor *int) (bool, error) {
+	var ct *model.Type
+	if t != nil && len(k) > 0 && k[0] != '_' {
+		c, choice, found := lookupFrom(t, k, *cursor)
+		if !found {
+			c, choice, found = t.Lookup(k)
+		}
+		if found {
+			*cursor = c
 			ct = t.ChildType(c, max(choice, 0))
 		}
 	}

@@ -285,13 +285,29 @@ func TestTouchPlansAreUsed(t *testing.T) {
 			t.Fatal(err)
 		}
 		res := v.(map[string]any)
-		for _, x := range res {
+		count := func(x any) {
 			if rv, ok := x.(*rawValue); ok {
 				raws++
 				if rv.canon {
 					copied++
 				}
 			}
+		}
+		for _, x := range res {
+			count(x)
+		}
+		// With the members in encoder order, those no rule reads are
+		// only in the decoder's list.
+		for _, tk := range st.dec.top {
+			if tk.raw != nil {
+				if _, inMap := res[tk.key]; inMap || !st.dec.topOrdered {
+					continue
+				}
+				count(tk.raw)
+			}
+		}
+		if !st.dec.topOrdered {
+			t.Errorf("%.80s: members not found in encoder order", r)
 		}
 		lazy.release(st)
 	}
@@ -486,4 +502,152 @@ func formatDateTimeRef(p parsedTime, loc *time.Location) string {
 		return string(append(b, 'Z'))
 	}
 	return string(t.AppendFormat(b, "-07:00"))
+}
+
+// TestOpaqueElements: elements rules only check and write back whole (an
+// Observation's code and subject, a Slot's schedule; an extension list in
+// a practice layer) stay bytes even where the plan names them, and the
+// result is what decoding everything gives, on odd values of those
+// elements too (null, empty, not an object, arrays, white space, values to
+// prune, extensions that say nothing).
+func TestOpaqueElements(t *testing.T) {
+	practice := Source{Name: "p.yaml", Data: []byte(`name: p
+resources:
+  - resource: Observation
+    rules:
+      - id: p.extension
+        target: extension
+        required: true
+        rationale: r
+      - id: p.basedOn
+        target: basedOn
+        rationale: r
+`)}
+	lazy, err := Load(profiles.FS, "generic", "", practice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full, err := Load(profiles.FS, "generic", "", practice)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full.decodeAll = true
+	plan := lazy.planFor(DirectionIn, "Observation")
+	for _, k := range []string{"code", "subject", "extension", "basedOn"} {
+		if n := plan.root.kid(k); n == nil || !n.opaque() {
+			t.Fatalf("Observation plan: %s is not opaque: %+v", k, n)
+		}
+	}
+	if n := plan.root.kid("status"); n == nil || n.opaque() {
+		t.Fatalf("Observation plan: status (trimmed) must be decoded: %+v", n)
+	}
+	obs := `{"resourceType":"Observation","id":"o1","meta":{"versionId":"1"},"status":" final ",%s"code":%s,"subject":%s,"effectiveDateTime":"2025-10-08T10:50:00Z"}`
+	codes := []string{`{"coding":[{"system":"http://loinc.org","code":"2823-3"}],"text":"K"}`, `{}`, `null`, `[]`, `"x"`, `[{"text":"a"},{}]`,
+		` { "text" : "a" } `, `{"text":"","coding":[]}`, `{"text":"a","extension":[{"url":"u"}]}`, `{"coding":[{"code":"b","system":"a"}]}`,
+		`{"text":"caf\u00e9"}`, `{"text":"a","text":"b"}`}
+	subjects := []string{`{"reference":"Patient/p1"}`, `{"reference":""}`, `{}`, `null`}
+	exts := []string{``, `"extension":[{"url":"u","valueString":"v"}],`, `"extension":[{"url":"u"}],`, `"extension":[],`, `"extension":[{"url":"u"},{"url":"w","valueBoolean":true}],`,
+		`"extension":{"url":"u","valueString":"v"},`, `"basedOn":[{"reference":"ServiceRequest/1"},null,{}],`, `"basedOn":[{"reference":""}],`}
+	var inputs [][]byte
+	for _, c := range codes {
+		for _, s := range subjects {
+			for _, e := range exts {
+				inputs = append(inputs, []byte(fmt.Sprintf(obs, e, c, s)))
+			}
+		}
+	}
+	for _, sched := range []string{`{"reference":"Schedule/s1"}`, `{}`, `null`, `[]`, `{"reference":"Schedule/s1","display":""}`} {
+		inputs = append(inputs, []byte(`{"resourceType":"Slot","id":"s","schedule":`+sched+`,"status":"free","start":"2026-06-15T11:30:00Z","end":"2026-06-15T12:00:00Z"}`))
+	}
+	compareMaps(t, "opaque", lazy, full, inputs, MapOptions{})
+	compareMaps(t, "opaque out", lazy, full, inputs, MapOptions{Direction: DirectionOut})
+
+	// The members do stay bytes: no map is made for them.
+	st := lazy.states.Get().(*runState)
+	st.dec.track = true
+	v, err := st.dec.decodeResource(inputs[0], lazy, DirectionIn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"code", "subject"} {
+		if rv, ok := v.(map[string]any)[k].(*rawValue); !ok || !rv.canon {
+			t.Errorf("%s: %T, want a *rawValue in encoder form", k, v.(map[string]any)[k])
+		}
+	}
+	lazy.release(st)
+}
+
+// TestEncodedProfileTag: the profile tag is written from its encoding,
+// which is the tag's own, for the element type meta.tag has.
+func TestEncodedProfileTag(t *testing.T) {
+	set := loadSet(t, "generic")
+	m := set.m
+	meta := m.Type("Observation")
+	c, choice, ok := meta.Lookup("meta")
+	if !ok {
+		t.Fatal("no Observation.meta")
+	}
+	metaT := meta.ChildType(c, max(choice, 0))
+	c, choice, ok = metaT.Lookup("tag")
+	if !ok {
+		t.Fatal("no Meta.tag")
+	}
+	if tagT := metaT.ChildType(c, max(choice, 0)); tagT != set.tagEnc.typ {
+		t.Fatalf("the encoded tag is for %v, meta.tag holds %v", set.tagEnc.typ, tagT)
+	}
+	for i, prune := range []bool{false, true} {
+		e := encoder{m: m, prune: prune}
+		want, _, err := e.object(nil, set.tag, set.tagEnc.typ, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(set.tagEnc.enc[i]) != string(want) || !strings.Contains(string(want), set.Version()) {
+			t.Errorf("prune=%v: encoded %s, want %s", prune, set.tagEnc.enc[i], want)
+		}
+	}
+	out, _, err := set.Map(context.Background(), []byte(`{"resourceType":"Observation","id":"o","meta":{"tag":[{"system":"s","code":"c"}]},"status":"final","code":{"text":"x"}}`), MapOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `"meta":{"tag":[{"system":"s","code":"c"},{"system":"` + ProfileTagSystem + `","code":"` + set.Version() + `"}]}`
+	if !strings.Contains(string(out), want) {
+		t.Errorf("output %s\nlacks %s", out, want)
+	}
+}
+
+// TestTopMembersOutOfMap: with a resource's members in encoder order, those
+// no rule reads stay out of the decoded map and the encoder takes them from
+// the decoder's list. The result must be the same when the rules add a
+// member (a default), when the tag removal drops meta, and for primitive
+// arrays whose "_name" sibling lines up with them (pruning keeps the
+// positions).
+func TestTopMembersOutOfMap(t *testing.T) {
+	lazy, full := setPair(t, "generic", "", false)
+	inputs := []string{
+		// Encounter.class gets a default when missing.
+		`{"resourceType":"Encounter","id":"e1","status":"finished","subject":{"reference":"Patient/p"},"period":{"start":"2026-05-26T08:00:00Z"}}`,
+		`{"resourceType":"Encounter","id":"e1","status":"finished","class":{"code":"AMB"},"subject":{"reference":"Patient/p"}}`,
+		// Location.alias is no rule's: "" pruned, its extension kept in line.
+		`{"resourceType":"Location","id":"l1","status":"active","name":"Clinic","alias":["a",""],"_alias":[null,{"extension":[{"url":"u","valueString":"v"}]}]}`,
+		`{"resourceType":"Location","id":"l1","meta":{"versionId":"1"},"status":"active","name":"Clinic","alias":["a",""],"_alias":[null,{"extension":[{"url":"u","valueString":"v"}]}]}`,
+		`{"resourceType":"Location","id":"l1","meta":{},"status":"active","name":"Clinic","alias":["a","",""],"_alias":[{"id":"1"},null,{"extension":[{"url":"u","valueString":"v"}]}]}`,
+		`{"resourceType":"Location","id":"l1","status":"active","name":"Clinic","alias":["a","","b"]}`,
+		`{"resourceType":"Location","id":"l1","_alias":[{"id":"x"}],"alias":[""],"status":"active"}`,
+		`{"resourceType":"Location","id":"l1","status":"active","alias":[],"_alias":[]}`,
+		// The profile tag alone in meta: direction out drops meta.
+		`{"resourceType":"Observation","id":"o","meta":{"tag":[{"system":"` + ProfileTagSystem + `","code":"x"}]},"status":"final","code":{"text":"c"},"valueString":""}`,
+		`{"resourceType":"Observation","id":"o","meta":{"tag":[{"system":"` + ProfileTagSystem + `","code":"x"}],"versionId":"2"},"status":"final","code":{"text":"c"}}`,
+		// An empty member name, beside a "_name" member.
+		`{"resourceType":"Patient","id":"p","":1,"_gender":{"id":"x"}}`,
+		`{"resourceType":"Observation","id":"o","status":"final","":"x","_status":{"id":"y"},"code":{"text":"c"}}`,
+	}
+	var in [][]byte
+	for _, s := range inputs {
+		if !json.Valid([]byte(s)) {
+			t.Fatalf("not JSON: %s", s)
+		}
+		in = append(in, []byte(s))
+	}
+	compareMaps(t, "top in", lazy, full, in, MapOptions{})
+	compareMaps(t, "top out", lazy, full, in, MapOptions{Direction: DirectionOut})
 }

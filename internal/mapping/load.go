@@ -72,6 +72,7 @@ type Set struct {
 	vendorVersion string
 	version       string
 	tag           map[string]any // the meta.tag canonical resources get; never changed
+	tagEnc        *encodedValue  // tag with its encoding
 	layers        []Layer
 	params        map[string]string
 	loc           *time.Location
@@ -309,6 +310,9 @@ func Load(fsys fs.FS, vendor, version string, overrides ...Source) (*Set, error)
 	}
 	s.version = strings.Join(parts, " + ")
 	s.tag = map[string]any{"system": ProfileTagSystem, "code": s.version}
+	if s.tagEnc, err = newEncodedValue(s.m, s.tag, s.m.Type("Coding")); err != nil {
+		return nil, fmt.Errorf("mapping: the profile tag: %w", err)
+	}
 
 	// Layer the rules.
 	byRes := map[string]*resRules{}

@@ -33,6 +33,9 @@ type touchPlan struct {
 	all   bool      // decode everything
 	root  *planNode // the resource (when not all)
 	prune bool      // the resource is pruned while encoding
+	// rtName is the name of the plan's resource type, boxed once (nil:
+	// the plan serves several types).
+	rtName any
 }
 
 // planNode is an element the rules reach: decoded in full, or (an object,
@@ -41,6 +44,20 @@ type planNode struct {
 	full bool
 	typ  *model.Type // the type the encoder writes the element as
 	kids []planKid
+	// ext says the element is an extension list (its items are
+	// extensions, which pruning drops when they hold nothing).
+	ext bool
+	// bare says rules read and write the element only as a whole value,
+	// never what is inside it (element), and used that some rule works
+	// inside it or filters it (fast): see opaque.
+	bare, used bool
+}
+
+// opaque reports whether an object at n may stay bytes: the rules that
+// reach n only check that it is there and write it back as it is, so a
+// *rawValue serves them as the decoded object would (see valueIn).
+func (n *planNode) opaque() bool {
+	return n.bare && !n.used && !n.full && len(n.kids) == 0
 }
 
 type planKid struct {
@@ -78,7 +95,7 @@ func (b *planBuilder) node(path []pstep) *planNode {
 		}
 		k := n.kid(s.name)
 		if k == nil {
-			k = &planNode{}
+			k = &planNode{ext: s.name == "extension" || s.name == "modifierExtension"}
 			if n.typ != nil && s.name[0] != '_' {
 				if c, choice, ok := n.typ.Lookup(s.name); ok {
 					k.typ = n.typ.ChildType(c, max(choice, 0))
@@ -128,7 +145,7 @@ func (b *planBuilder) element(path []pstep) {
 		b.p.all = true
 		return
 	}
-	b.node(path)
+	b.node(path).bare = true
 	parent := b.node(path[:len(path)-1])
 	b.fullKid(parent, "_"+path[len(path)-1].name)
 }
@@ -157,7 +174,7 @@ func (b *planBuilder) fast(f *fastExpr, base []pstep, full bool) (path []pstep, 
 			if len(cur) == 0 {
 				return nil, false // a filter on the resource itself
 			}
-			b.node(cur)
+			b.node(cur).used = true
 			if !b.pred(st.pred, cur) {
 				return nil, false
 			}
@@ -169,7 +186,7 @@ func (b *planBuilder) fast(f *fastExpr, base []pstep, full bool) (path []pstep, 
 	if full {
 		b.full(cur)
 	} else if len(cur) > 0 {
-		b.node(cur)
+		b.node(cur).used = true
 	}
 	return cur, true
 }
@@ -256,6 +273,9 @@ func (s *Set) planFor(dir, rt string) *touchPlan {
 // rules of its own, which only the groups' rules for every type touch).
 func (s *Set) planOf(t *model.Type, dir string, groups ...[]*crule) *touchPlan {
 	p := &touchPlan{root: &planNode{typ: t}}
+	if t != nil {
+		p.rtName = t.Name()
+	}
 	b := &planBuilder{p: p}
 	b.fullKid(p.root, "resourceType")
 	b.fullKid(p.root, "meta") // the profile tag

@@ -438,7 +438,10 @@ func init() {
 				case "utc":
 					loc = time.UTC
 				}
-				return p.formatDateTimeSame(s, loc), nil
+				if out := p.formatDateTimeSame(s, loc); out != s {
+					return out, nil
+				}
+				return v, nil // unchanged: no new value to box
 			}), nil
 		},
 	})

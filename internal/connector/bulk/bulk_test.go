@@ -684,3 +684,52 @@ func BenchmarkDownloadParse(b *testing.B) {
 	}
 	b.ReportMetric(float64(total.Load())/time.Since(start).Seconds(), "resources/s")
 }
+
+// TestCompactHeaderMatchesGeneral: the header fast path gives what the
+// general walk gives, and leaves it every line it cannot read exactly so.
+func TestCompactHeaderMatchesGeneral(t *testing.T) {
+	c, err := New(Config{BaseURL: "http://127.0.0.1:1/fhir"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := newWorker(c)
+	lines := []string{
+		`{"resourceType":"Observation","id":"o1","status":"final"}`,
+		`{"resourceType":"Observation","id":"6ab423d8-3928-45ed-946f-58c53a60aae1"}`,
+		`{"resourceType":"Observation","id":""}`,
+		`{"resourceType":"","id":"x"}`,
+		`{"resourceType":"observation","id":"x"}`,
+		`{"resourceType":"Obs3rvation","id":"x"}`,
+		`{"resourceType":"Obs\u0065rvation","id":"x"}`,
+		`{"resourceType":"Observation","id":"a\u0062"}`,
+		`{"resourceType":"Observation","id":"a\"b"}`,
+		`{"resourceType":"Observation","id":7}`,
+		`{"resourceType":"Observation", "id":"x"}`,
+		`{"resourceType":"Observation","meta":{},"id":"x"}`,
+		`{"id":"x","resourceType":"Observation"}`,
+		`{"resourceType":"Observation","id":"x","id":"y"}`,
+		`{"resourceType":"Observation","resourceType":"Patient","id":"x"}`,
+		`{"resourceType":"Observation"}`,
+		`{"resourceType":"` + strings.Repeat("A", 65) + `","id":"x"}`,
+		`{"resourceType":"Observation","id":"x y"}`,
+		` {"resourceType":"Observation","id":"x"}`,
+	}
+	fast := 0
+	for _, l := range lines {
+		b := []byte(l)
+		if !json.Valid(b) {
+			t.Fatalf("test line is not JSON: %s", l)
+		}
+		typ, id, why := w.header(b)
+		gt, gid, gwhy := w.headerGeneral(b)
+		if typ != gt || id != gid || why != gwhy {
+			t.Errorf("%s: header %q %q %q, general %q %q %q", l, typ, id, why, gt, gid, gwhy)
+		}
+		if _, _, ok := w.compactHeader(b); ok {
+			fast++
+		}
+	}
+	if fast < 3 {
+		t.Errorf("the fast path read %d lines", fast)
+	}
+}

@@ -411,6 +411,52 @@ func (fr *fileRun) resource(b []byte, line int) error {
 
 // header reads resourceType and id, stopping as soon as both are seen.
 func (w *worker) header(b []byte) (typ, id string, why string) {
+	if typ, id, ok := w.compactHeader(b); ok {
+		return typ, id, ""
+	}
+	return w.headerGeneral(b)
+}
+
+// compactHeader reads a line that starts {"resourceType":"<type>","id":"<id>"
+// (compact, no escapes in either string: how servers write NDJSON) without
+// walking it. ok is false for any other start, and for a type or id
+// headerGeneral would refuse; where ok is true the result is
+// headerGeneral's.
+func (w *worker) compactHeader(b []byte) (typ, id string, ok bool) {
+	const typKey, idKey = `{"resourceType":"`, `","id":"`
+	if len(b) < len(typKey) || string(b[:len(typKey)]) != typKey {
+		return "", "", false
+	}
+	rest := b[len(typKey):]
+	q := bytes.IndexByte(rest, '"')
+	if q <= 0 || bytes.IndexByte(rest[:q], '\\') >= 0 {
+		return "", "", false
+	}
+	t := rest[:q]
+	rest = rest[q:]
+	if len(rest) < len(idKey) || string(rest[:len(idKey)]) != idKey {
+		return "", "", false
+	}
+	rest = rest[len(idKey):]
+	q = bytes.IndexByte(rest, '"')
+	if q <= 0 || bytes.IndexByte(rest[:q], '\\') >= 0 {
+		return "", "", false
+	}
+	if s, ok := w.types[string(t)]; ok {
+		typ = s
+	} else if s := string(t); validType(s) {
+		if len(w.types) < 512 {
+			w.types[s] = s
+		}
+		typ = s
+	} else {
+		return "", "", false
+	}
+	return typ, string(rest[:q]), true
+}
+
+// headerGeneral is header for a line of any form.
+func (w *worker) headerGeneral(b []byte) (typ, id string, why string) {
 	var bad string
 	err := scan.Object(b, func(k, v []byte) bool {
 		switch string(k) {
