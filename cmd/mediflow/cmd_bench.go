@@ -125,6 +125,7 @@ type benchOptions struct {
 	peer        bool
 	cpuProfile  string
 	traceFile   string
+	heapProfile string
 	logLevel    string
 	messages    int
 	rate        int
@@ -149,6 +150,7 @@ func (o *benchOptions) define(fs *flag.FlagSet) {
 	fs.DurationVar(&o.warmup, "warmup", time.Second, "api: load sent before each measurement, not counted; realtime: events made before the measured period (default 5s)")
 	fs.BoolVar(&o.peer, "peer", true, "api, hl7-parse: also measure the Medplum peer (FHIR server, HL7 parser) when it is installed in peers/")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the measured part to `file`")
+	fs.StringVar(&o.heapProfile, "heapprofile", "", "bench bulk: write a heap profile to `file` at each new peak of the live heap (the last one shows the peak)")
 	fs.StringVar(&o.traceFile, "trace", "", "write a Go execution trace of the run to `file` (go tool trace reads it: where goroutines wait)")
 	fs.StringVar(&o.logLevel, "log-level", "error", "engine log level (logs go to stderr)")
 	fs.IntVar(&o.messages, "messages", 100000, "hl7-ingest: messages sent in the throughput phase; hl7-parse: messages parsed per measured loop")
@@ -248,7 +250,7 @@ func (o *benchOptions) run(ctx context.Context, env *cliEnv, mode string) error 
 				return err
 			}
 		}
-		res, err := bench.RunBulk(ctx, bench.BulkOptions{Setup: setup, Workers: o.workers, BatchSize: o.batch, NoMapping: !o.mapping})
+		res, err := bench.RunBulk(ctx, bench.BulkOptions{Setup: setup, Workers: o.workers, BatchSize: o.batch, NoMapping: !o.mapping, HeapProfile: o.heapProfile})
 		if err != nil {
 			return err
 		}

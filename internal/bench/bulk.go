@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/metrics"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	gosync "sync"
@@ -48,6 +49,10 @@ type BulkOptions struct {
 	// the production mapper. The engine maps; this only measures what
 	// mapping costs.
 	NoMapping bool
+	// HeapProfile, when set, is a file that receives a heap profile
+	// (pprof) each time the live heap reaches a new peak, at most every
+	// half second: the last one written shows what the peak was made of.
+	HeapProfile string
 }
 
 // Defaults of the bulk ingest benchmark. Two workers: the store has one
@@ -248,7 +253,7 @@ func (e *Env) Bulk(ctx context.Context, o BulkOptions) (*BulkResult, error) {
 	base := heapInUse()
 	sampleCtx, stopSampling := context.WithCancel(ctx)
 	peakc := make(chan [2]int64, 1)
-	go func() { peakc <- sampleMemory(sampleCtx, 20*time.Millisecond) }()
+	go func() { peakc <- sampleMemory(sampleCtx, 20*time.Millisecond, o.HeapProfile) }()
 	simPID := 0
 	if e.child != nil && e.child.cmd.Process != nil {
 		simPID = e.child.cmd.Process.Pid
@@ -383,10 +388,13 @@ func (r *BulkResult) Print(w io.Writer) {
 }
 
 // sampleMemory samples the live heap and the memory the Go runtime holds
-// every interval until ctx ends and returns the highest of each.
-func sampleMemory(ctx context.Context, interval time.Duration) [2]int64 {
+// every interval until ctx ends and returns the highest of each. With
+// heapProfile set, a new peak of the live heap writes a heap profile there
+// (at most every half second).
+func sampleMemory(ctx context.Context, interval time.Duration, heapProfile string) [2]int64 {
 	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
 	var peak [2]int64
+	var written time.Time
 	read := func() {
 		metrics.Read(s)
 		for _, x := range s {
@@ -394,7 +402,15 @@ func sampleMemory(ctx context.Context, interval time.Duration) [2]int64 {
 				return
 			}
 		}
-		peak[0] = max(peak[0], int64(s[0].Value.Uint64()))
+		live := int64(s[0].Value.Uint64())
+		if live > peak[0] && heapProfile != "" && time.Since(written) >= 500*time.Millisecond {
+			if f, err := os.Create(heapProfile); err == nil {
+				_ = pprof.Lookup("heap").WriteTo(f, 0)
+				f.Close()
+				written = time.Now()
+			}
+		}
+		peak[0] = max(peak[0], live)
 		peak[1] = max(peak[1], int64(s[1].Value.Uint64())-int64(s[2].Value.Uint64()))
 	}
 	read()
