@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -147,16 +148,20 @@ func TestBulkIngestFullResumeIncremental(t *testing.T) {
 		t.Fatal("no raw batches stored")
 	}
 
-	// 2. Changes and a deletion, then an incremental export (_since).
+	// 2. Changes and a deletion, then an incremental export (_since). The
+	// deleted Coverage is one the first export stored (the tick may create
+	// Coverages too: one deleted before any export saw it leaves nothing
+	// to tombstone).
+	var stored []string
+	for id := range s.Current("t", "Coverage") {
+		stored = append(stored, id)
+	}
+	slices.Sort(stored)
 	time.Sleep(5 * time.Millisecond)
 	if _, err := s.Tick("t", 10); err != nil {
 		t.Fatal(err)
 	}
-	var gone string
-	for id := range s.Current("t", "Coverage") {
-		gone = id
-		break
-	}
+	gone := stored[0]
 	if err := s.MarkDeleted("t", "Coverage", gone); err != nil {
 		t.Fatal(err)
 	}
