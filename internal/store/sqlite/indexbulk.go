@@ -3,6 +3,7 @@ package sqlite
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -399,6 +400,7 @@ func (ix *index) persistDicts() error {
 // one or more sstables by one worker.
 type bulkChunk struct {
 	lo, hi []byte // first and last group prefix
+	raw    int64  // bytes of its groups in the runs, uncompressed
 	paths  []string
 }
 
@@ -435,8 +437,16 @@ func (ix *index) mergeRuns(ctx context.Context) ([]string, int64, error) {
 			chunkColl, chunkRaw = coll, 0
 		}
 		chunks[len(chunks)-1].hi = g.prefix
+		chunks[len(chunks)-1].raw += g.raw
 		chunkRaw += g.raw
 	}
+	// The workers take the largest chunks first, so the merge does not end
+	// with one worker on a large chunk while the other has nothing left
+	// (a collection's biggest parameter can be a fifth of all postings).
+	// The tables are ingested in key order whatever order they were made in.
+	order := make([]*bulkChunk, len(chunks))
+	copy(order, chunks)
+	slices.SortStableFunc(order, func(x, y *bulkChunk) int { return cmp.Compare(y.raw, x.raw) })
 	wo := b.wopts.MakeWriterOptions(len(b.wopts.Levels)-1, ix.db.TableFormat())
 	tfs := bufferedFS{b.fs}
 	var next atomic.Int64
@@ -451,7 +461,7 @@ func (ix *index) mergeRuns(ctx context.Context) ([]string, int64, error) {
 				if i >= len(chunks) || gctx.Err() != nil {
 					return gctx.Err()
 				}
-				if err := ix.mergeChunk(chunks[i], wo, tfs, &nfile); err != nil {
+				if err := ix.mergeChunk(order[i], wo, tfs, &nfile); err != nil {
 					return err
 				}
 			}
