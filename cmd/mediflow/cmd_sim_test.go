@@ -19,25 +19,8 @@ import (
 	"github.com/mediflow/mediflow/internal/hl7/ack"
 	"github.com/mediflow/mediflow/internal/hl7/mllp"
 	"github.com/mediflow/mediflow/internal/smart"
+	"github.com/mediflow/mediflow/internal/testutil/syncbuf"
 )
-
-// lockedBuffer is an io.Writer safe for a command goroutine and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 func TestSimCommandServesAndStops(t *testing.T) {
 	dir := t.TempDir()
@@ -53,8 +36,8 @@ func TestSimCommandServesAndStops(t *testing.T) {
 	if err := os.WriteFile(jwks, pub, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	out := &lockedBuffer{}
-	errb := &lockedBuffer{}
+	out := &syncbuf.Buffer{}
+	errb := &syncbuf.Buffer{}
 	env := &cliEnv{stdout: out, stderr: errb, getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
@@ -169,7 +152,7 @@ func TestSimCommandValidation(t *testing.T) {
 }
 
 // waitFor polls out until re matches and returns the first submatch.
-func waitFor(t *testing.T, out, errb *lockedBuffer, re *regexp.Regexp) string {
+func waitFor(t *testing.T, out, errb *syncbuf.Buffer, re *regexp.Regexp) string {
 	t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -207,7 +190,7 @@ func TestSimCommandHL7(t *testing.T) {
 	go func() { defer close(srvDone); _ = srv.Serve(srvCtx, ln) }()
 	defer func() { stopSrv(); <-srvDone }()
 
-	out, errb := &lockedBuffer{}, &lockedBuffer{}
+	out, errb := &syncbuf.Buffer{}, &syncbuf.Buffer{}
 	env := &cliEnv{stdout: out, stderr: errb, getenv: func(string) string { return "" }}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

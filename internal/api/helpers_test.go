@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,12 +10,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/obs"
 	"github.com/mediflow/mediflow/internal/store"
+	"github.com/mediflow/mediflow/internal/testutil/syncbuf"
 )
 
 // testNow is the API's clock in tests.
@@ -56,30 +55,12 @@ func allowed(key, practice string) bool {
 	return false
 }
 
-// syncBuffer is a goroutine-safe log sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	t       *testing.T
 	st      store.Store
 	srv     *httptest.Server
 	h       http.Handler
-	logs    *syncBuffer
+	logs    *syncbuf.Buffer
 	metrics *obs.Metrics
 }
 
@@ -88,7 +69,7 @@ type envOpt func(*Config)
 // newEnv starts the API over st (seeded by the caller) on a loopback test server.
 func newEnv(t *testing.T, st store.Store, opts ...envOpt) *env {
 	t.Helper()
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	m := obs.NewMetrics()
 	cfg := Config{
 		Store: st, Apps: testApps(), Practices: testPractices,

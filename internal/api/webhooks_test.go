@@ -17,6 +17,7 @@ import (
 	"github.com/mediflow/mediflow/internal/delivery"
 	"github.com/mediflow/mediflow/internal/obs"
 	"github.com/mediflow/mediflow/internal/store"
+	"github.com/mediflow/mediflow/internal/testutil/syncbuf"
 )
 
 // hookHit is one request a test receiver got.
@@ -171,7 +172,7 @@ func writeResource(t *testing.T, st store.Store, practice string, w store.Resour
 
 func TestWebhooksLifecycle(t *testing.T) {
 	st := openTestStore(t)
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	d := startDispatcher(t, st, logs)
 	e := newEnv(t, st, withWebhooks(d))
 	rc := newHookReceiver(t, nil)

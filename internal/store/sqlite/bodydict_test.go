@@ -64,6 +64,17 @@ func randomPatient(rnd *rand.Rand, id string) []byte {
 	return fmt.Appendf(nil, `{"resourceType":"Patient","id":%q,"text":{"status":"generated","div":%q}}`, id, base64.StdEncoding.EncodeToString(b))
 }
 
+// genBodies makes n bodies with mk, with ids prefix0 … prefix(n-1).
+func genBodies(prefix string, n int, mk func(id string, i int) []byte) ([]string, map[string][]byte) {
+	ids := make([]string, n)
+	bodies := make(map[string][]byte, n)
+	for i := range n {
+		ids[i] = fmt.Sprint(prefix, i)
+		bodies[ids[i]] = mk(ids[i], i)
+	}
+	return ids, bodies
+}
+
 // writeBatches writes bodies (type rt, ids in order) in batches of size.
 func writeBatches(t *testing.T, s *Store, practice, rt string, ids []string, bodies map[string][]byte, size int) {
 	t.Helper()
@@ -214,13 +225,7 @@ func TestVersionBodyDictionary(t *testing.T) {
 func TestVersionBodyDictionaryReopen(t *testing.T) {
 	s, path := openTemp(t)
 	ctx := context.Background()
-	bodies := map[string][]byte{}
-	var ids []string
-	for i := range 200 {
-		id := fmt.Sprint("o", i)
-		ids = append(ids, id)
-		bodies[id] = observationBody(id, i)
-	}
+	ids, bodies := genBodies("o", 200, observationBody)
 	writeBatches(t, s, "p1", "Observation", ids, bodies, 50)
 	dict := storedVersionOf(t, s, "p1", "Observation", ids[len(ids)-1]).dict
 	if dict == 0 {
@@ -265,13 +270,7 @@ func TestVersionBodyDictionaryReopen(t *testing.T) {
 func TestVersionBodiesFromBeforeDictionaries(t *testing.T) {
 	s, path := openTemp(t)
 	ctx := context.Background()
-	bodies := map[string][]byte{}
-	var ids []string
-	for i := range 30 {
-		id := fmt.Sprint("p", i)
-		ids = append(ids, id)
-		bodies[id] = patientBody(id, i)
-	}
+	ids, bodies := genBodies("p", 30, patientBody)
 	// Fewer than a dictionary's worth: all stored as they are.
 	writeBatches(t, s, "p1", "Patient", ids, bodies, 30)
 	for _, q := range []string{
@@ -318,13 +317,7 @@ func TestVersionBodyDamaged(t *testing.T) {
 	s, _ := openUncached(t)
 	defer s.Close()
 	ctx := context.Background()
-	bodies := map[string][]byte{}
-	var ids []string
-	for i := range 100 {
-		id := fmt.Sprint("p", i)
-		ids = append(ids, id)
-		bodies[id] = patientBody(id, i)
-	}
+	ids, bodies := genBodies("p", 100, patientBody)
 	writeBatches(t, s, "p1", "Patient", ids, bodies, 100)
 	id := ids[len(ids)-1]
 	v := storedVersionOf(t, s, "p1", "Patient", id)
@@ -384,13 +377,7 @@ func TestVersionBodyDictionaryRollback(t *testing.T) {
 	s, _ := openUncached(t)
 	defer s.Close()
 	ctx := context.Background()
-	bodies := map[string][]byte{}
-	var ids []string
-	for i := range 100 {
-		id := fmt.Sprint("p", i)
-		ids = append(ids, id)
-		bodies[id] = patientBody(id, i)
-	}
+	ids, bodies := genBodies("p", 100, patientBody)
 	// A row in the way of the batch's last seq makes its insert fail
 	// after the dictionary was made and used.
 	if _, err := s.w.Exec(`INSERT INTO resource_versions (seq, practice, resource_type, id, version, prev_seq, source_version_id,
@@ -426,13 +413,7 @@ func TestVersionBodyDictionaryConcurrentReads(t *testing.T) {
 	s, _ := openUncached(t)
 	defer s.Close()
 	ctx := context.Background()
-	bodies := map[string][]byte{}
-	var ids []string
-	for i := range 120 {
-		id := fmt.Sprint("p", i)
-		ids = append(ids, id)
-		bodies[id] = patientBody(id, i)
-	}
+	ids, bodies := genBodies("p", 120, patientBody)
 	writeBatches(t, s, "p1", "Patient", ids, bodies, 60)
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)

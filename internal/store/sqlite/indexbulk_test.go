@@ -1,7 +1,6 @@
 package sqlite
 
 import (
-	"bytes"
 	"context"
 	"encoding/binary"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 
 	"github.com/mediflow/mediflow/internal/store"
+	"github.com/mediflow/mediflow/internal/testutil/syncbuf"
 )
 
 // windowCorpus is the random Patient and Observation corpus of
@@ -387,23 +386,6 @@ func TestBulkCloseWithoutEnd(t *testing.T) {
 	postingsAgree(t, s2)
 }
 
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestBulkLoadCrashRebuildsPostings crashes a store in a bulk window (its
 // runs and buffer are lost, and so is the index's unflushed tail): the next
 // Open rebuilds the deferred collections' postings from their order values
@@ -441,7 +423,7 @@ func TestBulkLoadCrashRebuildsPostings(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs lockedBuffer
+	var logs syncbuf.Buffer
 	s, err = Open(ctx, path, Options{indexFS: crashed, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
 		t.Fatal(err)
