@@ -605,7 +605,8 @@ func (d *jsonDecoder) skipString() (plain, empty bool, err error) {
 	}
 	seg := d.data[start : start+q]
 	if bytes.IndexByte(seg, '\\') >= 0 {
-		return false, false, d.skipEscaped()
+		_, err := d.strSlow(start) // rare: the escapes are checked by the one reader of them
+		return false, false, err
 	}
 	for i, c := range seg {
 		if c < 0x20 {
@@ -616,40 +617,6 @@ func (d *jsonDecoder) skipString() (plain, empty bool, err error) {
 	d.pos = start + q + 1
 	// Not plain ASCII: plain when the encoder keeps the UTF-8 as it is.
 	return utf8.Valid(seg) && !bytes.Contains(seg, []byte("\u2028")) && !bytes.Contains(seg, []byte("\u2029")), false, nil
-}
-
-// skipEscaped reads the rest of a string with escapes, accepting what
-// strSlow accepts.
-func (d *jsonDecoder) skipEscaped() error {
-	for d.pos < len(d.data) {
-		c := d.data[d.pos]
-		switch {
-		case c == '"':
-			d.pos++
-			return nil
-		case c < 0x20:
-			return d.errorf("control character in a string")
-		case c != '\\':
-			d.pos++
-			continue
-		}
-		d.pos++ // backslash
-		if d.pos >= len(d.data) {
-			break
-		}
-		e := d.data[d.pos]
-		d.pos++
-		switch e {
-		case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
-		case 'u':
-			if _, ok := d.hex4(); !ok {
-				return d.errorf("invalid \\u escape")
-			}
-		default:
-			return d.errorf("invalid escape \\%c", e)
-		}
-	}
-	return d.errorf("unterminated string")
 }
 
 // skipNumber reads a JSON number (number keeps its text).
