@@ -24,21 +24,7 @@ func BenchmarkReadUncached(b *testing.B) {
 	}
 	defer s.Close()
 	const total, batch = 50000, 1000
-	for i := 0; i < total; i += batch {
-		ws := make([]store.ResourceWrite, 0, batch)
-		for j := i; j < i+batch; j++ {
-			if j%2 == 0 {
-				id := fmt.Sprint("pat-", j/2)
-				ws = append(ws, store.ResourceWrite{ResourceType: "Patient", ID: id, Body: patientBody(id, j/2)})
-			} else {
-				id := fmt.Sprint("obs-", j/2)
-				ws = append(ws, store.ResourceWrite{ResourceType: "Observation", ID: id, Body: observationBody(id, j/2)})
-			}
-		}
-		if _, err := s.WriteResources(ctx, "p1", ws); err != nil {
-			b.Fatal(err)
-		}
-	}
+	loadPatientsAndObservations(b, s, total, batch)
 	rnd := rand.New(rand.NewPCG(7, 8))
 	b.Run("get", func(b *testing.B) {
 		defer reportCPU(b)()

@@ -354,21 +354,7 @@ func BenchmarkSearch(b *testing.B) {
 	runtime.ReadMemStats(&before)
 	const total, batch = 100000, 1000
 	start := time.Now()
-	for i := 0; i < total; i += batch {
-		ws := make([]store.ResourceWrite, 0, batch)
-		for j := i; j < i+batch; j++ {
-			if j%2 == 0 {
-				id := fmt.Sprint("pat-", j/2)
-				ws = append(ws, store.ResourceWrite{ResourceType: "Patient", ID: id, Body: patientBody(id, j/2)})
-			} else {
-				id := fmt.Sprint("obs-", j/2)
-				ws = append(ws, store.ResourceWrite{ResourceType: "Observation", ID: id, Body: observationBody(id, j/2)})
-			}
-		}
-		if _, err := s.WriteResources(ctx, "p1", ws); err != nil {
-			b.Fatal(err)
-		}
-	}
+	loadPatientsAndObservations(b, s, total, batch)
 	load := time.Since(start)
 	var after runtime.MemStats
 	runtime.GC()
@@ -481,5 +467,26 @@ func TestBackgroundCheckpoint(t *testing.T) {
 	defer s2.Close()
 	if n, _ := s2.CountResources(ctx, "p1"); n["Patient"] != 1500 {
 		t.Errorf("after reopen: %v", n)
+	}
+}
+
+// loadPatientsAndObservations writes total resources into practice p1,
+// Patients and Observations alternating, in batches of batch.
+func loadPatientsAndObservations(tb testing.TB, s *Store, total, batch int) {
+	tb.Helper()
+	for i := 0; i < total; i += batch {
+		ws := make([]store.ResourceWrite, 0, batch)
+		for j := i; j < i+batch; j++ {
+			if j%2 == 0 {
+				id := fmt.Sprint("pat-", j/2)
+				ws = append(ws, store.ResourceWrite{ResourceType: "Patient", ID: id, Body: patientBody(id, j/2)})
+			} else {
+				id := fmt.Sprint("obs-", j/2)
+				ws = append(ws, store.ResourceWrite{ResourceType: "Observation", ID: id, Body: observationBody(id, j/2)})
+			}
+		}
+		if _, err := s.WriteResources(context.Background(), "p1", ws); err != nil {
+			tb.Fatal(err)
+		}
 	}
 }
