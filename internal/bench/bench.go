@@ -9,7 +9,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -371,26 +370,28 @@ func SizeData(resources int, seed uint64) (gen.Options, error) {
 
 // PeakRSS is the process's peak resident set size (VmHWM in
 // /proc/self/status), in bytes; 0 where /proc is unavailable.
-func PeakRSS() int64 {
-	f, err := os.Open("/proc/self/status")
+func PeakRSS() int64 { return procFields("/proc/self/status")["VmHWM"] * 1024 }
+
+// procFields reads a /proc file of "key: number [unit]" lines (status,
+// meminfo, io) into the first number of each; nil where it cannot be read.
+func procFields(path string) map[string]int64 {
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0
+		return nil
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			fields := strings.Fields(v)
-			if len(fields) >= 1 {
-				kb, err := strconv.ParseInt(fields[0], 10, 64)
-				if err == nil {
-					return kb * 1024
-				}
+	out := map[string]int64{}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		if f := strings.Fields(v); len(f) > 0 {
+			if n, err := strconv.ParseInt(f[0], 10, 64); err == nil {
+				out[k] = n
 			}
 		}
 	}
-	return 0
+	return out
 }
 
 // Machine describes where a benchmark ran.
@@ -413,17 +414,7 @@ func ThisMachine() Machine {
 			}
 		}
 	}
-	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
-		for _, line := range strings.Split(string(b), "\n") {
-			if v, ok := strings.CutPrefix(line, "MemTotal:"); ok {
-				if f := strings.Fields(v); len(f) > 0 {
-					if kb, err := strconv.ParseInt(f[0], 10, 64); err == nil {
-						m.MemTotal = kb * 1024
-					}
-				}
-			}
-		}
-	}
+	m.MemTotal = procFields("/proc/meminfo")["MemTotal"] * 1024
 	return m
 }
 

@@ -61,34 +61,11 @@ type ioCounts struct {
 }
 
 func processIO() ioCounts {
-	b, err := os.ReadFile("/proc/self/io")
-	if err != nil {
+	f := procFields("/proc/self/io")
+	if f == nil {
 		return ioCounts{}
 	}
-	c := ioCounts{ok: true}
-	for _, line := range strings.Split(string(b), "\n") {
-		k, v, found := strings.Cut(line, ":")
-		if !found {
-			continue
-		}
-		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			continue
-		}
-		switch k {
-		case "wchar":
-			c.wchar = n
-		case "syscw":
-			c.syscw = n
-		case "rchar":
-			c.rchar = n
-		case "syscr":
-			c.syscr = n
-		case "write_bytes":
-			c.writeBytes = n
-		}
-	}
-	return c
+	return ioCounts{wchar: f["wchar"], syscw: f["syscw"], rchar: f["rchar"], syscr: f["syscr"], writeBytes: f["write_bytes"], ok: true}
 }
 
 // sub is what happened between o and c.
