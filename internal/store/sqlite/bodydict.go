@@ -182,11 +182,10 @@ type preEncoded struct {
 // were inserted.
 func (s *Store) preEncode(practice string, ps []pending) (release func()) {
 	var (
-		buf    []byte
-		pooled *[]byte
-		rt     string
-		id     int64
-		d      *s2.Dict
+		out bodyBuf
+		rt  string
+		id  int64
+		d   *s2.Dict
 	)
 	for i := range ps {
 		p := &ps[i]
@@ -200,31 +199,56 @@ func (s *Store) preEncode(practice string, ps []pending) (release func()) {
 		if d == nil {
 			continue
 		}
-		n := s2.MaxEncodedLen(len(p.w.Body))
-		if n < 0 {
-			continue
-		}
-		if pooled == nil {
-			pooled = encBufs.Get().(*[]byte)
-			buf = (*pooled)[:0]
-		}
-		if cap(buf)-len(buf) < n {
-			buf = make([]byte, 0, max(2*cap(buf), len(buf)+n, 256<<10))
-		}
-		c := d.Encode(buf[len(buf):len(buf)+n], p.w.Body)
-		if len(c) > len(p.w.Body)-len(p.w.Body)/8 {
+		if c, ok := out.compress(d, p.w.Body); ok {
+			p.pre = preEncoded{b: c, enc: encS2Dict, dict: id, ok: true}
+		} else {
 			p.pre = preEncoded{b: p.w.Body, enc: encPlain, ok: true}
-			continue
-		}
-		buf = buf[:len(buf)+len(c)]
-		p.pre = preEncoded{b: c, enc: encS2Dict, dict: id, ok: true}
-	}
-	return func() {
-		if pooled != nil && cap(buf) <= encBufMax {
-			*pooled = buf[:0]
-			encBufs.Put(pooled)
 		}
 	}
+	return out.release
+}
+
+// bodyBuf holds compressed bodies until their rows are inserted (the
+// driver copies bound values); its buffer comes from encBufs.
+type bodyBuf struct {
+	buf    []byte
+	pooled *[]byte // where buf came from, nil until needed
+}
+
+// compress returns body compressed against d, in the buffer, or false when
+// that would not save at least an eighth of it (store it as it is).
+func (bb *bodyBuf) compress(d *s2.Dict, body []byte) ([]byte, bool) {
+	n := s2.MaxEncodedLen(len(body))
+	if n < 0 {
+		return nil, false
+	}
+	if bb.pooled == nil {
+		bb.pooled = encBufs.Get().(*[]byte)
+		bb.buf = (*bb.pooled)[:0]
+	}
+	if cap(bb.buf)-len(bb.buf) < n {
+		// Bodies already returned keep the old buffer; later ones go to
+		// the new one.
+		bb.buf = make([]byte, 0, max(2*cap(bb.buf), len(bb.buf)+n, 64<<10))
+	}
+	c := d.Encode(bb.buf[len(bb.buf):len(bb.buf)+n], body)
+	if len(c) > len(body)-len(body)/8 {
+		return nil, false
+	}
+	bb.buf = bb.buf[:len(bb.buf)+len(c)]
+	return c, true
+}
+
+// reset lets the next rows reuse the buffer (the earlier ones were inserted).
+func (bb *bodyBuf) reset() { bb.buf = bb.buf[:0] }
+
+// release returns the buffer to encBufs; bodies it returned are not used after.
+func (bb *bodyBuf) release() {
+	if bb.pooled != nil && cap(bb.buf) <= encBufMax {
+		*bb.pooled = bb.buf[:0]
+		encBufs.Put(bb.pooled)
+	}
+	bb.buf, bb.pooled = nil, nil
 }
 
 // writerFor returns the writer state of k, making room for it when the
@@ -325,8 +349,7 @@ type versionEncoder struct {
 	s        *Store
 	tx       *sql.Tx
 	practice string
-	buf      []byte
-	pooled   *[]byte // where buf came from (encBufs), nil until needed
+	out      bodyBuf
 	made     []*writerDict
 }
 
@@ -349,39 +372,19 @@ func (e *versionEncoder) encode(ctx context.Context, rt string, body []byte) ([]
 			return nil, 0, 0, err
 		}
 	}
-	n := s2.MaxEncodedLen(len(body))
-	if n < 0 {
+	c, ok := e.out.compress(w.dict, body)
+	if !ok {
 		return body, encPlain, 0, nil
 	}
-	if e.buf == nil {
-		e.pooled = encBufs.Get().(*[]byte)
-		e.buf = (*e.pooled)[:0]
-	}
-	if cap(e.buf)-len(e.buf) < n {
-		// Bodies already returned keep the old buffer (they are bound
-		// to the statement being built); the next chunk reuses this one.
-		e.buf = make([]byte, 0, max(2*cap(e.buf), len(e.buf)+n, 64<<10))
-	}
-	c := w.dict.Encode(e.buf[len(e.buf):len(e.buf)+n], body)
-	if len(c) > len(body)-len(body)/8 {
-		return body, encPlain, 0, nil
-	}
-	e.buf = e.buf[:len(e.buf)+len(c)]
 	return c, encS2Dict, w.id, nil
 }
 
 // reset lets the next chunk of rows reuse the buffer (the previous
 // chunk's statement has run).
-func (e *versionEncoder) reset() { e.buf = e.buf[:0] }
+func (e *versionEncoder) reset() { e.out.reset() }
 
 // release returns the buffer to encBufs; the encoder is not used after.
-func (e *versionEncoder) release() {
-	if e.pooled != nil && cap(e.buf) <= encBufMax {
-		*e.pooled = e.buf[:0]
-		encBufs.Put(e.pooled)
-	}
-	e.buf, e.pooled = nil, nil
-}
+func (e *versionEncoder) release() { e.out.release() }
 
 // writer returns the writer state of rt in the encoder's practice, asking
 // the table for the newest stored dictionary the first time.
