@@ -122,13 +122,7 @@ func (b *bodyDicts) addLocked(id int64, d *s2.Dict) {
 	b.readTic++
 	b.byID[id] = &readerDict{d: d, used: b.readTic}
 	if len(b.byID) > maxReaderDicts {
-		var oldest int64
-		least := uint64(math.MaxUint64)
-		for k, r := range b.byID {
-			if r.used < least {
-				oldest, least = k, r.used
-			}
-		}
+		oldest, _ := leastUsed(b.byID, func(r *readerDict) (uint64, bool) { return r.used, true })
 		delete(b.byID, oldest)
 		for k, id := range b.latest {
 			if id == oldest {
@@ -136,6 +130,20 @@ func (b *bodyDicts) addLocked(id int64, d *s2.Dict) {
 			}
 		}
 	}
+}
+
+// leastUsed returns the key of m's least recently used entry among those
+// use allows to drop; false when there is none.
+func leastUsed[K comparable, V any](m map[K]V, use func(V) (used uint64, droppable bool)) (K, bool) {
+	var oldest K
+	found := false
+	least := uint64(math.MaxUint64)
+	for k, v := range m {
+		if used, ok := use(v); ok && used < least {
+			oldest, least, found = k, used, true
+		}
+	}
+	return oldest, found
 }
 
 // publish makes committed dictionary id the one writers of k compress
@@ -264,15 +272,7 @@ func (b *bodyDicts) writerFor(k dictKey) *writerDict {
 		return w
 	}
 	if len(b.writer) >= maxWriterDicts {
-		var oldest dictKey
-		found := false
-		least := uint64(math.MaxUint64)
-		for k, w := range b.writer {
-			if !w.fresh && w.used < least {
-				oldest, least, found = k, w.used, true
-			}
-		}
-		if found {
+		if oldest, ok := leastUsed(b.writer, func(w *writerDict) (uint64, bool) { return w.used, !w.fresh }); ok {
 			delete(b.writer, oldest)
 		}
 	}
