@@ -513,14 +513,8 @@ func (t *tenant) athenaBook(c *call, practice, local string) {
 	}
 	parts := gen.A(gen.O("actor", gen.O("reference", "Patient/"+pid), "status", "accepted"))
 	o.Set("participant", append(parts, o.List("participant")...))
-	nv, _, err := t.store.PutObj("Appointment", id, o, simstore.Precondition{IfMatch: v.VersionID, MustExist: true})
-	if err != nil {
-		t.sim.log.Error("athenahealth v1 booking failed", "tenant", t.id, "err", err)
-		athenaError(c.w, http.StatusInternalServerError, "Internal error.", "", nil)
-		return
-	}
-	if c.afterCommit != nil {
-		t.holdAfterCommit(c.w, c.r, c.afterCommit)
+	nv, ok := t.athenaCommit(c, "booking", id, v, o)
+	if !ok {
 		return
 	}
 	bo, _ := gen.ParseObj(nv.Body)

@@ -95,14 +95,8 @@ func (t *tenant) athenaCancel(c *call, practice, local string) {
 	if reason := f.Get("cancellationreason"); reason != "" {
 		o.Set("cancelationReason", gen.O("text", reason))
 	}
-	nv, _, err := t.store.PutObj("Appointment", id, o, simstore.Precondition{IfMatch: v.VersionID, MustExist: true})
-	if err != nil {
-		t.sim.log.Error("athenahealth v1 cancel failed", "tenant", t.id, "err", err)
-		athenaError(c.w, http.StatusInternalServerError, athenaMsgInternal, "", nil)
-		return
-	}
-	if c.afterCommit != nil {
-		t.holdAfterCommit(c.w, c.r, c.afterCommit)
+	nv, ok := t.athenaCommit(c, "cancel", id, v, o)
+	if !ok {
 		return
 	}
 	co, _ := gen.ParseObj(nv.Body)
@@ -159,17 +153,29 @@ func (t *tenant) athenaReschedule(c *call, practice, local string) {
 	}
 	o.Set("cancelationReason", gen.O("text", reason))
 	o.Set("extension", gen.A(gen.O("url", athenaRescheduledExt, "valueString", f.Get("newappointmentid"))))
-	if _, _, err := t.store.PutObj("Appointment", id, o, simstore.Precondition{IfMatch: v.VersionID, MustExist: true}); err != nil {
-		t.sim.log.Error("athenahealth v1 reschedule failed", "tenant", t.id, "err", err)
-		athenaError(c.w, http.StatusInternalServerError, athenaMsgInternal, "", nil)
-		return
-	}
-	if c.afterCommit != nil {
-		t.holdAfterCommit(c.w, c.r, c.afterCommit)
+	if _, ok := t.athenaCommit(c, "reschedule", id, v, o); !ok {
 		return
 	}
 	bo, _ := gen.ParseObj(booked.Body)
 	writeJSON(c.w, http.StatusOK, []map[string]any{athenaAppointment(newID, bo)})
+}
+
+// athenaCommit stores o as appointment id over version v for a v1 write
+// (op names it in the log) and reports whether the caller answers: false
+// when the store failed (500 sent) or a fault holds the answer past the
+// commit.
+func (t *tenant) athenaCommit(c *call, op, id string, v *simstore.Version, o *gen.Obj) (*simstore.Version, bool) {
+	nv, _, err := t.store.PutObj("Appointment", id, o, simstore.Precondition{IfMatch: v.VersionID, MustExist: true})
+	if err != nil {
+		t.sim.log.Error("athenahealth v1 "+op+" failed", "tenant", t.id, "err", err)
+		athenaError(c.w, http.StatusInternalServerError, athenaMsgInternal, "", nil)
+		return nil, false
+	}
+	if c.afterCommit != nil {
+		t.holdAfterCommit(c.w, c.r, c.afterCommit)
+		return nil, false
+	}
+	return nv, true
 }
 
 // athenaPeek reads an appointment without answering.
