@@ -211,6 +211,7 @@ func (e *Env) Bulk(ctx context.Context, o BulkOptions) (*BulkResult, error) {
 	}
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.MaxIdleConnsPerHost = workers + 2
+	tr.ReadBufferSize = 64 << 10 // as the engine's client (internal/engine newHTTPClient)
 	hc := &http.Client{Transport: tr}
 	defer tr.CloseIdleConnections()
 	tokens, err := smart.NewClient(smart.ClientConfig{ClientID: conn.Auth.ClientID, FHIRBaseURL: conn.BaseURL,

@@ -1,6 +1,7 @@
 package sync
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	gosync "sync"
 	"time"
+	"unsafe"
 
 	"github.com/mediflow/mediflow/internal/connector/bulk"
 	"github.com/mediflow/mediflow/internal/dataclass"
@@ -149,7 +151,7 @@ func (b *BulkIngester) Run(ctx context.Context, src BulkSource, trigger string) 
 
 	w := &bulkWriter{b: b, src: src, run: &run, incremental: !state.Since.IsZero(), key: key, state: &state}
 	opts := bulk.Options{
-		Resources:  w.resources,
+		Batches:    w.resources,
 		Deleted:    w.deleted,
 		Checkpoint: w.checkpoint,
 		FileDone:   w.fileDone,
@@ -250,29 +252,29 @@ func (w *bulkWriter) stats(rt string) *store.TypeStats {
 }
 
 // resources stores one batch: raw first, then the canonical resources.
-func (w *bulkWriter) resources(ctx context.Context, batch []bulk.Resource) error {
+func (w *bulkWriter) resources(ctx context.Context, b bulk.Batch) error {
+	batch := b.Resources
 	if len(batch) == 0 {
 		return nil
-	}
-	size := 0
-	for _, r := range batch {
-		size += len(r.Body) + 1
-	}
-	raw := make([]byte, 0, size)
-	for _, r := range batch {
-		raw = append(raw, r.Body...)
-		raw = append(raw, '\n')
 	}
 	file := batch[0].File
 	if i := strings.IndexByte(file, '?'); i >= 0 {
 		file = file[:i] // signed storage URLs carry credentials in the query
 	}
+	// The batch's NDJSON is its raw payload as is: the store copies what
+	// it keeps before PutRaw returns.
 	rawID, err := w.b.Store.PutRaw(ctx, store.RawPayload{
 		Practice: w.src.Practice, Connection: w.src.Connection, Source: RawSourceBulk,
-		RequestURL: file, ContentType: bulk.NDJSON, FetchedAt: w.b.now(), Body: raw,
+		RequestURL: file, ContentType: bulk.NDJSON, FetchedAt: w.b.now(), Body: b.NDJSON,
 	})
 	if err != nil {
 		return fmt.Errorf("storing a raw bulk batch: %w", err)
+	}
+	// The bodies are valid only during this call, and a write may keep its
+	// body: an unmapped one takes its body from one copy of the batch.
+	var own []byte
+	if w.b.Mapper == nil {
+		own = bytes.Clone(b.NDJSON)
 	}
 	type counted struct {
 		rt     string
@@ -286,10 +288,11 @@ func (w *bulkWriter) resources(ctx context.Context, batch []bulk.Resource) error
 	for i, r := range batch {
 		cs[i].rt = r.Type
 		var wr store.ResourceWrite
-		// r.Body is only valid during this call and an unmapped write keeps
-		// its body: use the copy in raw.
-		body := raw[off : off+len(r.Body) : off+len(r.Body)]
-		off += len(r.Body) + 1
+		body := r.Body
+		if own != nil {
+			body = own[off : off+len(r.Body) : off+len(r.Body)]
+			off += len(r.Body) + 1
+		}
 		if fail := parseEntry(body, r.Type, &wr); fail != "" {
 			cs[i].fail = fmt.Sprintf("raw %d line %d: %s", rawID, i+1, fail)
 			continue
@@ -308,6 +311,11 @@ func (w *bulkWriter) resources(ctx context.Context, batch []bulk.Resource) error
 				}
 				cs[i].fail = fmt.Sprintf("raw %d line %d: %s", rawID, i+1, clip(err.Error(), 500))
 				continue
+			}
+			if overlaps(mapped, body) {
+				// The mapper handed back (part of) its input, as it does
+				// for a type it has no rules for: keep a copy.
+				mapped = bytes.Clone(mapped)
 			}
 			wr.Body = mapped
 		}
@@ -360,6 +368,15 @@ func (w *bulkWriter) resources(ctx context.Context, batch []bulk.Resource) error
 		}
 	}
 	return nil
+}
+
+// overlaps reports whether a and b share memory.
+func overlaps(a, b []byte) bool {
+	if len(a) == 0 || len(b) == 0 {
+		return false
+	}
+	pa, pb := uintptr(unsafe.Pointer(unsafe.SliceData(a))), uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	return pa < pb+uintptr(len(b)) && pb < pa+uintptr(len(a))
 }
 
 // deleted stores tombstones for resources the export lists as deleted.

@@ -42,7 +42,10 @@ type Config struct {
 	BaseURL string
 	// HTTPClient sends the requests (default: a client with its own
 	// transport). Its CheckRedirect is not used: redirects are followed by
-	// this package so the token never leaves the server's origin.
+	// this package so the token never leaves the server's origin. For
+	// large exports give its transport a large ReadBufferSize, as the
+	// default client's 256 KiB: with the 4 KiB default, a file sent
+	// chunked takes about ten times the read system calls.
 	HTTPClient *http.Client
 	// Tokens supplies bearer tokens (internal/smart's Client implements it);
 	// nil sends no Authorization header.
@@ -94,6 +97,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// bulkReadBuffer is the read buffer of the default client's connections.
+const bulkReadBuffer = 256 << 10
+
 // Client runs bulk exports against one FHIR server. It is safe for
 // concurrent use.
 type Client struct {
@@ -121,6 +127,11 @@ func New(cfg Config) (*Client, error) {
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.MaxIdleConnsPerHost = 8
+		// Servers stream NDJSON chunked; with the 4 KiB default read buffer
+		// the transport makes a read system call for every chunk header and
+		// the little data after it. A larger buffer cuts the reads per
+		// 64 KiB chunk from about three to well under one.
+		tr.ReadBufferSize = bulkReadBuffer
 		hc = &http.Client{Transport: tr}
 	}
 	nc := *hc
@@ -320,6 +331,15 @@ type Resource struct {
 	Line int    // 1-based line number in the file
 }
 
+// Batch is one batch of an output file's resources, as a BatchSink gets it.
+type Batch struct {
+	Resources []Resource
+	// NDJSON is the batch's lines back to back, in order, each exactly its
+	// Resource's Body followed by '\n': the batch as NDJSON, ready to be
+	// stored as one raw payload without being assembled again.
+	NDJSON []byte
+}
+
 // Tombstone is one deleted resource, from a deleted file (a Bundle entry
 // whose request is DELETE Type/id).
 type Tombstone struct {
@@ -346,6 +366,12 @@ type Issue struct {
 // Config.Workers); the batches of one file come in order from one goroutine.
 // An error stops the export.
 type ResourceSink func(ctx context.Context, batch []Resource) error
+
+// BatchSink is a ResourceSink that also gets each batch's lines as one
+// NDJSON block (Batch.NDJSON), which the client has at hand anyway. Like
+// the bodies, the block and the batch are valid only during the call: copy
+// what you keep. Calls come as for a ResourceSink.
+type BatchSink func(ctx context.Context, batch Batch) error
 
 // TombstoneSink receives the resources listed in deleted files, like ResourceSink.
 type TombstoneSink func(ctx context.Context, batch []Tombstone) error
@@ -383,6 +409,11 @@ type Progress struct {
 type Options struct {
 	// Resources receives the output files' resources (required).
 	Resources ResourceSink
+	// Batches, when set, receives the output files' resources instead of
+	// Resources, each batch with its lines as one NDJSON block: for a sink
+	// that stores batches raw, it saves assembling (and copying) them.
+	// Export and Resume still require Resources to be set.
+	Batches BatchSink
 	// Deleted receives the deleted files' tombstones; required when the
 	// manifest lists deleted files (they are never silently ignored).
 	Deleted TombstoneSink

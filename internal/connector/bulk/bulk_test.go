@@ -1,6 +1,8 @@
 package bulk
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -655,7 +657,9 @@ func TestBulkConstantMemory(t *testing.T) {
 }
 
 // BenchmarkDownloadParse measures download + NDJSON parse + batching into a
-// no-op sink over loopback HTTP, in resources/s.
+// no-op sink over loopback HTTP, in resources/s. The files are served as
+// the simulator serves them (chunked, written 64 KiB at a time), and with a
+// Content-Length.
 func BenchmarkDownloadParse(b *testing.B) {
 	const perFile, files = 50_000, 4
 	var sb strings.Builder
@@ -663,26 +667,46 @@ func BenchmarkDownloadParse(b *testing.B) {
 		fmt.Fprintf(&sb, `{"resourceType":"Observation","id":"obs-%d","meta":{"versionId":"1","lastUpdated":"2026-01-01T00:00:00Z"},"status":"final","code":{"coding":[{"system":"http://loinc.org","code":"8867-4","display":"Heart rate"}]},"subject":{"reference":"Patient/p%d"},"effectiveDateTime":"2025-12-01T10:00:00Z","valueQuantity":{"value":%d,"unit":"beats/minute","system":"http://unitsofmeasure.org","code":"/min"}}`+"\n", i, i%997, 60+i%40)
 	}
 	body := sb.String()
-	ts := newTestServer(b)
-	for f := 0; f < files; f++ {
-		ts.addOutput("Observation", fmt.Sprintf("o%d.ndjson", f), body)
-	}
-	c, err := New(Config{BaseURL: ts.base()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	job := Job{StatusURL: ts.srv.URL + "/fhir/status/1", Manifest: &Manifest{Output: ts.output}}
-	var total atomic.Int64
-	opts := Options{Resources: func(_ context.Context, batch []Resource) error { total.Add(int64(len(batch))); return nil }}
-	b.SetBytes(int64(len(body) * files))
-	b.ResetTimer()
-	start := time.Now()
-	for i := 0; i < b.N; i++ {
-		if _, err := c.Resume(context.Background(), job, opts); err != nil {
-			b.Fatal(err)
+	for _, chunked := range []bool{true, false} {
+		name := "content-length"
+		if chunked {
+			name = "chunked"
 		}
+		b.Run(name, func(b *testing.B) {
+			ts := newTestServer(b)
+			for f := 0; f < files; f++ {
+				ts.addOutput("Observation", fmt.Sprintf("o%d.ndjson", f), body)
+			}
+			if chunked {
+				lines := bytes.SplitAfter([]byte(body), []byte("\n"))
+				ts.fileHook = func(_ string, w http.ResponseWriter, _ *http.Request) bool {
+					w.Header().Set("Content-Type", "application/fhir+ndjson")
+					bw := bufio.NewWriterSize(w, 64<<10)
+					for _, l := range lines {
+						_, _ = bw.Write(l)
+					}
+					_ = bw.Flush()
+					return true
+				}
+			}
+			c, err := New(Config{BaseURL: ts.base()})
+			if err != nil {
+				b.Fatal(err)
+			}
+			job := Job{StatusURL: ts.srv.URL + "/fhir/status/1", Manifest: &Manifest{Output: ts.output}}
+			var total atomic.Int64
+			opts := Options{Resources: func(_ context.Context, batch []Resource) error { total.Add(int64(len(batch))); return nil }}
+			b.SetBytes(int64(len(body) * files))
+			b.ResetTimer()
+			start := time.Now()
+			for i := 0; i < b.N; i++ {
+				if _, err := c.Resume(context.Background(), job, opts); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(total.Load())/time.Since(start).Seconds(), "resources/s")
+		})
 	}
-	b.ReportMetric(float64(total.Load())/time.Since(start).Seconds(), "resources/s")
 }
 
 // TestCompactHeaderMatchesGeneral: the header fast path gives what the
@@ -731,5 +755,111 @@ func TestCompactHeaderMatchesGeneral(t *testing.T) {
 	}
 	if fast < 3 {
 		t.Errorf("the fast path read %d lines", fast)
+	}
+}
+
+// A BatchSink gets each batch's lines as one NDJSON block: every line as
+// received without its surrounding white space, followed by '\n', the same
+// bytes as the bodies, in order. Batches are cut where a ResourceSink's
+// are (BatchBytes counts the bodies, not the newlines), across a retry
+// that skips delivered lines, and Resources is not called.
+func TestBulkBatchesNDJSON(t *testing.T) {
+	var file strings.Builder
+	var want []string // the lines a sink must see, trimmed
+	for i := 0; i < 95; i++ {
+		line := fmt.Sprintf(`{"resourceType":"Observation","id":"o%03d","valueString":"v"}`, i)
+		want = append(want, line)
+		switch i % 4 {
+		case 0:
+			file.WriteString(line + "\r\n")
+		case 1:
+			file.WriteString("  " + line + "\t\n\n") // blank line after it
+		default:
+			file.WriteString(line + "\n")
+		}
+	}
+	body := file.String()
+	ts := newTestServer(t)
+	ts.addOutput("Observation", "o.ndjson", body)
+	var attempts atomic.Int32
+	ts.fileHook = func(name string, w http.ResponseWriter, r *http.Request) bool {
+		if attempts.Add(1) > 1 {
+			return false
+		}
+		// the first attempt breaks after about half the file
+		w.Header().Set("Content-Length", fmt.Sprint(len(body)))
+		_, _ = io.WriteString(w, body[:len(body)/2])
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler)
+	}
+	// Lines are 60 bytes: a batch is cut at its 8th line (480 bytes of
+	// bodies); counting the newlines too would cut it at the 7th (420+7).
+	const batchBytes = 7*60 + 3
+	c, _, _ := newTestClient(t, ts, func(cfg *Config) { cfg.BatchSize = 40; cfg.BatchBytes = batchBytes })
+
+	var mu sync.Mutex
+	var got []string
+	var sizes []int
+	opts := Options{
+		Resources: func(context.Context, []Resource) error {
+			t.Error("Resources called although Batches is set")
+			return nil
+		},
+		Batches: func(_ context.Context, b Batch) error {
+			mu.Lock()
+			defer mu.Unlock()
+			var join []byte
+			for _, r := range b.Resources {
+				join = append(append(join, r.Body...), '\n')
+				got = append(got, string(r.Body))
+			}
+			if string(b.NDJSON) != string(join) {
+				t.Errorf("NDJSON %q, bodies with newlines %q", b.NDJSON, join)
+			}
+			if cap(b.NDJSON) != len(b.NDJSON) {
+				t.Errorf("NDJSON has spare capacity %d: a sink's append would write into the arena", cap(b.NDJSON)-len(b.NDJSON))
+			}
+			sizes = append(sizes, len(b.Resources))
+			return nil
+		},
+	}
+	res, err := c.Export(context.Background(), Request{}, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if attempts.Load() != 2 {
+		t.Fatalf("%d attempts: the retry path was not taken", attempts.Load())
+	}
+	if !slices.Equal(got, want) || res.Resources != int64(len(want)) {
+		t.Fatalf("delivered %d lines (result %d), want %d in order", len(got), res.Resources, len(want))
+	}
+
+	// The same file through a ResourceSink is cut into the same batches.
+	attempts.Store(1) // no more broken attempts
+	var plain []int
+	_, err = c.Export(context.Background(), Request{}, Options{Resources: func(_ context.Context, batch []Resource) error {
+		plain = append(plain, len(batch))
+		return nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Where the batches must be cut: at 40 resources, or at the line that
+	// takes the bodies to BatchBytes. The broken first attempt delivered
+	// whole batches; the retry goes on from the line after them, so its
+	// cuts are the same.
+	var expect []int
+	n, sum := 0, 0
+	for _, l := range want {
+		n, sum = n+1, sum+len(l)
+		if n >= 40 || sum >= batchBytes {
+			expect, n, sum = append(expect, n), 0, 0
+		}
+	}
+	if n > 0 {
+		expect = append(expect, n)
+	}
+	if !slices.Equal(sizes, expect) || !slices.Equal(plain, expect) {
+		t.Errorf("batch sizes with Batches %v, with Resources %v, want %v", sizes, plain, expect)
 	}
 }

@@ -81,10 +81,13 @@ func (r *run) download(ctx context.Context) error {
 type worker struct {
 	c       *Client
 	scanBuf []byte
-	arena   []byte
-	res     []Resource
-	tombs   []Tombstone
-	types   map[string]string // interned resource type names
+	// arena holds the lines of the batch being built, each followed by
+	// '\n' (whole, it is the batch's NDJSON); the bodies point into it, or
+	// into the smaller array it grew from.
+	arena []byte
+	res   []Resource
+	tombs []Tombstone
+	types map[string]string // interned resource type names
 }
 
 func newWorker(c *Client) *worker {
@@ -326,7 +329,13 @@ func (fr *fileRun) stream(ctx context.Context, rd *trackedReader) error {
 		}
 		switch {
 		case len(w.res) > 0:
-			if err := fr.r.opts.Resources(ctx, w.res); err != nil {
+			var err error
+			if bs := fr.r.opts.Batches; bs != nil {
+				err = bs(ctx, Batch{Resources: w.res, NDJSON: w.arena[:len(w.arena):len(w.arena)]})
+			} else {
+				err = fr.r.opts.Resources(ctx, w.res)
+			}
+			if err != nil {
 				return fmt.Errorf("bulk: %s: resource sink: %w", fr.name, err)
 			}
 			fr.items += int64(len(w.res))
@@ -374,7 +383,9 @@ func (fr *fileRun) stream(ctx context.Context, rd *trackedReader) error {
 				return err
 			}
 		}
-		if len(w.res)+len(w.tombs) >= c.cfg.BatchSize || len(w.arena) >= c.cfg.BatchBytes {
+		// BatchBytes bounds the bodies: the arena's newlines, one per
+		// resource, do not count.
+		if len(w.res)+len(w.tombs) >= c.cfg.BatchSize || len(w.arena)-len(w.res) >= c.cfg.BatchBytes {
 			if err := flush(); err != nil {
 				return err
 			}
@@ -405,7 +416,9 @@ func (fr *fileRun) resource(b []byte, line int) error {
 	}
 	start := len(w.arena)
 	w.arena = append(w.arena, b...)
-	w.res = append(w.res, Resource{Type: typ, ID: id, Body: w.arena[start:len(w.arena):len(w.arena)], File: fr.name, Line: line})
+	end := len(w.arena)
+	w.arena = append(w.arena, '\n')
+	w.res = append(w.res, Resource{Type: typ, ID: id, Body: w.arena[start:end:end], File: fr.name, Line: line})
 	return nil
 }
 

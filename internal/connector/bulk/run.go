@@ -67,8 +67,8 @@ func (c *Client) Resume(ctx context.Context, job Job, opts Options) (*Result, er
 }
 
 func checkOptions(opts Options) error {
-	if opts.Resources == nil {
-		return errors.New("bulk: Options.Resources (the resource sink) is required")
+	if opts.Resources == nil && opts.Batches == nil {
+		return errors.New("bulk: Options.Resources or Options.Batches (the resource sink) is required")
 	}
 	return nil
 }

@@ -1,5 +1,10 @@
 package scan
 
+import (
+	"encoding/binary"
+	"math/bits"
+)
+
 // maxDepth matches encoding/json's nesting limit.
 const maxDepth = 10000
 
@@ -22,13 +27,13 @@ func Valid(d []byte) bool {
 	i := 0
 	for {
 		// A value starts at i.
-		i = skipWS(d, i)
+		i = ws(d, i)
 		if i >= len(d) {
 			return false
 		}
 		switch d[i] {
 		case '{':
-			i = skipWS(d, i+1)
+			i = ws(d, i+1)
 			if i < len(d) && d[i] == '}' {
 				i++
 				break
@@ -43,7 +48,7 @@ func Valid(d []byte) bool {
 			}
 			continue
 		case '[':
-			i = skipWS(d, i+1)
+			i = ws(d, i+1)
 			if i < len(d) && d[i] == ']' {
 				i++
 				break
@@ -81,7 +86,7 @@ func Valid(d []byte) bool {
 		}
 		// After a value: close containers or move to the next member/element.
 		for {
-			i = skipWS(d, i)
+			i = ws(d, i)
 			if len(stack) == 0 {
 				return i == len(d)
 			}
@@ -93,10 +98,21 @@ func Valid(d []byte) bool {
 			if c == ',' {
 				i++
 				if top == '{' {
-					var ok bool
-					if i, ok = validKey(d, skipWS(d, i)); !ok {
+					// validKey written out: every member but an object's
+					// first comes this way, and the call costs.
+					i = ws(d, i)
+					if i >= len(d) || d[i] != '"' {
 						return false
 					}
+					var ok bool
+					if i, ok = validString(d, i); !ok {
+						return false
+					}
+					i = ws(d, i)
+					if i >= len(d) || d[i] != ':' {
+						return false
+					}
+					i++
 				}
 				break // parse the next value
 			}
@@ -119,26 +135,65 @@ func validKey(d []byte, i int) (int, bool) {
 	if !ok {
 		return 0, false
 	}
-	i = skipWS(d, i)
+	i = ws(d, i)
 	if i >= len(d) || d[i] != ':' {
 		return 0, false
 	}
 	return i + 1, true
 }
 
+// Word-at-a-time constants: lsb has the lowest bit of every byte of a
+// uint64 set, msb the highest.
+const (
+	lsb = 0x0101010101010101
+	msb = 0x8080808080808080
+)
+
+// strStop flags, in the top bit of each byte, the bytes of the little-endian
+// word x that end the fast path inside a string (those strSpecial marks).
+// Flipping bit 1 turns '"' (0x22) into 0x20 and keeps control characters
+// below 0x20, so one "below 0x21" test finds both; a second term finds
+// zero bytes of x^'\\'. Each term is "subtract, and not the byte itself":
+// bytes of 0x80 and above (plain string content) are never flagged, a
+// borrow can flag a byte above a true match but never below one, so the
+// lowest flagged byte is always a true match and no match goes unflagged.
+func strStop(x uint64) uint64 {
+	q := x ^ (lsb * 0x02)
+	bs := x ^ (lsb * '\\')
+	return ((q-lsb*0x21)&^q | (bs-lsb)&^bs) & msb
+}
+
 // validString checks the string whose opening quote is d[i].
 func validString(d []byte, i int) (int, bool) {
 	i++
-	for i < len(d) {
-		c := d[i]
-		if !strSpecial[c] {
-			i++
-			continue
+	for {
+		var c byte
+		if i+8 <= len(d) {
+			// Most string bytes are plain: skip them eight at a time, and
+			// take the first byte that needs a look from the word already
+			// loaded.
+			x := binary.LittleEndian.Uint64(d[i:])
+			m := strStop(x)
+			if m == 0 {
+				i += 8
+				continue
+			}
+			n := bits.TrailingZeros64(m) // the top bit of the byte
+			i += n >> 3
+			c = byte(x >> (n &^ 7))
+		} else {
+			if i >= len(d) {
+				return 0, false
+			}
+			if c = d[i]; !strSpecial[c] {
+				i++
+				continue
+			}
 		}
-		switch {
-		case c == '"':
+		switch c {
+		case '"':
 			return i + 1, true
-		case c == '\\':
+		case '\\':
 			if i+1 >= len(d) {
 				return 0, false
 			}
@@ -162,7 +217,15 @@ func validString(d []byte, i int) (int, bool) {
 			return 0, false
 		}
 	}
-	return 0, false
+}
+
+// ws is skipWS with the common case of compact JSON (no white space at
+// all) decided at the call site, where it is inlined.
+func ws(d []byte, i int) int {
+	if i < len(d) && d[i] > ' ' {
+		return i
+	}
+	return skipWS(d, i)
 }
 
 func hasLiteral(d []byte, i int, lit string) bool {
