@@ -1,7 +1,10 @@
 package searchparam
 
 import (
+	"bytes"
 	"encoding/json"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"sort"
@@ -200,14 +203,15 @@ func TestExtractOracleExamples(t *testing.T) {
 	}
 }
 
-func TestExtractAppointmentParticipants(t *testing.T) {
-	body := `{"resourceType":"Appointment","id":"a1","status":"booked",
+const appointmentParticipants = `{"resourceType":"Appointment","id":"a1","status":"booked",
 	 "start":"2024-03-01T09:00:00-05:00","end":"2024-03-01T09:30:00-05:00",
 	 "participant":[
 	  {"actor":{"reference":"Patient/p1"},"status":"accepted"},
 	  {"actor":{"reference":"https://ehr.example/fhir/Practitioner/dr9/_history/3"},"status":"accepted"},
 	  {"actor":{"reference":"#contained"},"status":"accepted"}]}`
-	es, err := Extract("Appointment", []byte(body))
+
+func TestExtractAppointmentParticipants(t *testing.T) {
+	es, err := Extract("Appointment", []byte(appointmentParticipants))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,35 +232,36 @@ func TestExtractAppointmentParticipants(t *testing.T) {
 	}
 }
 
+var polymorphicCases = []struct {
+	rt, body string
+	want     []string
+}{
+	{"Observation", `{"resourceType":"Observation","effectivePeriod":{"start":"2021-05-01"},"valueString":"Élevé"}`,
+		[]string{"date=2021-05-01T00:00:00Z..max", "value-string=eleve|exact=Élevé"}},
+	{"Observation", `{"resourceType":"Observation","effectiveInstant":"2021-05-01T10:00:00.5+02:00","valueDateTime":"2021"}`,
+		[]string{"date=2021-05-01T08:00:00.5Z..2021-05-01T08:00:00.599999999Z", "value-date=2021-01-01T00:00:00Z..2021-12-31T23:59:59.999999999Z"}},
+	{"Observation", `{"resourceType":"Observation","effectiveTiming":{"event":["2020-02","2020-03-04"]}}`,
+		[]string{"date=2020-02-01T00:00:00Z..2020-02-29T23:59:59.999999999Z", "date=2020-03-04T00:00:00Z..2020-03-04T23:59:59.999999999Z"}},
+	{"Condition", `{"resourceType":"Condition","onsetPeriod":{"end":"2019-12-31"}}`,
+		[]string{"onset-date=min..2019-12-31T23:59:59.999999999Z"}},
+	{"Schedule", `{"resourceType":"Schedule","active":true,"planningHorizon":{"start":"2024-01-01","end":"2024-01-31"}}`,
+		[]string{"active=|true", "date=2024-01-01T00:00:00Z..2024-01-31T23:59:59.999999999Z"}},
+	{"Encounter", `{"resourceType":"Encounter","participant":[{"individual":{"reference":"Practitioner/x"}},{"individual":{"reference":"RelatedPerson/y"}}]}`,
+		[]string{"practitioner=Practitioner/x", "participant=Practitioner/x", "participant=RelatedPerson/y"}},
+	{"Coverage", `{"resourceType":"Coverage","beneficiary":{"reference":"Patient/7"},"payor":[{"reference":"Organization/ins"}],"status":"active"}`,
+		[]string{"patient=Patient/7", "beneficiary=Patient/7", "payor=Organization/ins", "status=|active"}},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"urn:uuid:abc-1"}}`,
+		[]string{"patient=/abc-1", "subject=/abc-1"}},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"abc-2","type":"Patient"}}`,
+		[]string{"patient=Patient/abc-2"}},
+	{"Patient", `{"resourceType":"Patient","name":[{"family":"M\u00fcller","given":["Zo\u00eb"]}]}`,
+		[]string{"family=muller|exact=Müller", "given=zoe|exact=Zoë"}},
+	{"Basic", `{"resourceType":"Basic","id":"b1","meta":{"lastUpdated":"2022-01-01T00:00:00Z"}}`,
+		[]string{"_id=|b1", "_lastUpdated=2022-01-01T00:00:00Z..2022-01-01T00:00:00.999999999Z"}},
+}
+
 func TestExtractPolymorphicAndPeriods(t *testing.T) {
-	tests := []struct {
-		rt, body string
-		want     []string
-	}{
-		{"Observation", `{"resourceType":"Observation","effectivePeriod":{"start":"2021-05-01"},"valueString":"Élevé"}`,
-			[]string{"date=2021-05-01T00:00:00Z..max", "value-string=eleve|exact=Élevé"}},
-		{"Observation", `{"resourceType":"Observation","effectiveInstant":"2021-05-01T10:00:00.5+02:00","valueDateTime":"2021"}`,
-			[]string{"date=2021-05-01T08:00:00.5Z..2021-05-01T08:00:00.599999999Z", "value-date=2021-01-01T00:00:00Z..2021-12-31T23:59:59.999999999Z"}},
-		{"Observation", `{"resourceType":"Observation","effectiveTiming":{"event":["2020-02","2020-03-04"]}}`,
-			[]string{"date=2020-02-01T00:00:00Z..2020-02-29T23:59:59.999999999Z", "date=2020-03-04T00:00:00Z..2020-03-04T23:59:59.999999999Z"}},
-		{"Condition", `{"resourceType":"Condition","onsetPeriod":{"end":"2019-12-31"}}`,
-			[]string{"onset-date=min..2019-12-31T23:59:59.999999999Z"}},
-		{"Schedule", `{"resourceType":"Schedule","active":true,"planningHorizon":{"start":"2024-01-01","end":"2024-01-31"}}`,
-			[]string{"active=|true", "date=2024-01-01T00:00:00Z..2024-01-31T23:59:59.999999999Z"}},
-		{"Encounter", `{"resourceType":"Encounter","participant":[{"individual":{"reference":"Practitioner/x"}},{"individual":{"reference":"RelatedPerson/y"}}]}`,
-			[]string{"practitioner=Practitioner/x", "participant=Practitioner/x", "participant=RelatedPerson/y"}},
-		{"Coverage", `{"resourceType":"Coverage","beneficiary":{"reference":"Patient/7"},"payor":[{"reference":"Organization/ins"}],"status":"active"}`,
-			[]string{"patient=Patient/7", "beneficiary=Patient/7", "payor=Organization/ins", "status=|active"}},
-		{"Observation", `{"resourceType":"Observation","subject":{"reference":"urn:uuid:abc-1"}}`,
-			[]string{"patient=/abc-1", "subject=/abc-1"}},
-		{"Observation", `{"resourceType":"Observation","subject":{"reference":"abc-2","type":"Patient"}}`,
-			[]string{"patient=Patient/abc-2"}},
-		{"Patient", `{"resourceType":"Patient","name":[{"family":"M\u00fcller","given":["Zo\u00eb"]}]}`,
-			[]string{"family=muller|exact=Müller", "given=zoe|exact=Zoë"}},
-		{"Basic", `{"resourceType":"Basic","id":"b1","meta":{"lastUpdated":"2022-01-01T00:00:00Z"}}`,
-			[]string{"_id=|b1", "_lastUpdated=2022-01-01T00:00:00Z..2022-01-01T00:00:00.999999999Z"}},
-	}
-	for _, tc := range tests {
+	for _, tc := range polymorphicCases {
 		es, err := Extract(tc.rt, []byte(tc.body))
 		if err != nil {
 			t.Fatalf("%s: %v", tc.body, err)
@@ -270,15 +275,17 @@ func TestExtractPolymorphicAndPeriods(t *testing.T) {
 	}
 }
 
+var malformedPatients = []string{
+	``,
+	`[]`,
+	`{"resourceType":"Patient","name":[{"family":"x"}`,
+	`{"resourceType":"Patient","name":[{"family":"x}]}`,
+	`{"resourceType":"Patient" "id":"1"}`,
+	`{"resourceType":"Observation","id":"1"}`, // wrong type
+}
+
 func TestExtractErrors(t *testing.T) {
-	for _, body := range []string{
-		``,
-		`[]`,
-		`{"resourceType":"Patient","name":[{"family":"x"}`,
-		`{"resourceType":"Patient","name":[{"family":"x}]}`,
-		`{"resourceType":"Patient" "id":"1"}`,
-		`{"resourceType":"Observation","id":"1"}`, // wrong type
-	} {
+	for _, body := range malformedPatients {
 		if _, err := Extract("Patient", []byte(body)); err == nil {
 			t.Errorf("Extract(%q): no error", body)
 		}
@@ -525,5 +532,285 @@ func BenchmarkExtractOracleObservation(b *testing.B) {
 		if _, err := Extract("Observation", body); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// onePassCases are bodies aimed at the places where Extract reads a value
+// differently from the extractor it replaced (oldExtract in
+// extract_old_test.go): values read in one pass (codings, references,
+// periods) holding members of unexpected kinds, scalars with quotes or
+// brackets in them, escapes, whitespace, repeated members, truncations.
+var onePassCases = []struct{ rt, body string }{
+	{"Observation", "{\n  \"resourceType\" : \"Observation\",\n\t\"id\" :\"o1\" ,\r\n \"code\" : { \"coding\" : [ { \"system\" : \"http://loinc.org\" , \"code\" : \"8867-4\" } ] , \"text\" : \"HR\" } ,\n \"subject\" : { \"reference\" : \"Patient/p1\" , \"display\" : \"x\" } ,\n \"effectivePeriod\" : { \"start\" : \"2020-01-01\" , \"end\" : \"2020-02\" } \n}\n"},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c","userSelected":tr"ue}]}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c","x":1{}]}]},"status":"final"}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c","x":1[]}]},"status":"final"}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c","x":1[}]}],"status":"final"}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":["x",1,null,{"code":"a"},[1,2],{}]},"status":"final"}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":{"system":"s","code":"c"},"system":"t","code":"d"}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"system":"s","code":"a","code":"b","value":"v"}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","system":"t","code":"","code":"d"}]}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"http:\/\/x","code":"a\"b"}]}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"a\qb"}]}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c"}],"text":"x"x}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c"}]]},"status":"final"}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c"},]},"status":"final"}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c"}],},"status":"final"}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c"}] "text":"t"},"status":"final"}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c"}],"text":}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"system":"s","code":"c"}],"n":1,"m":-2.5e+3,"t":true,"f":false,"z":null}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"x":1:2,"coding":[{"code":"c"}]}}`},
+	{"Observation", `{"resourceType":"Observation","code":{"x":1\"2,"coding":[{"code":"c"}]}}`},
+	{"Observation", `{"resourceType":"Observation","code":{}, "category":[{}], "status":""}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Patient/1","type":"Patient","identifier":{"value":"x","period":{"start":"2020"}}}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"abc","type":"Pat\u0069ent"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"type":"Group","reference":"abc","type":"Patient"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"abc","type":"bad\q"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"abc","type":5}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"urn:uuid:u1"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":""}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"display":"x"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":1,"reference":"Patient/2"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"#c"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Patient/1","reference":"Patient/2"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Pat\"ient/1"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Pat\qient/1"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Patient\/1"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Patient/1" "display":"x"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Patient/1","x":tr{ue}}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Patient/1","x":t"rue"}}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"Location/1"},"performer":[{"reference":"Practitioner/1"},{"reference":"Organization/o"},"x",7]}`},
+	{"Observation", `{"resourceType":"Observation","subject":"Patient/1"}`},
+	{"Observation", `{"resourceType":"Observation","subject":[[{"reference":"Patient/1"}],[]]}`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":"http://x/fhir/Patient/9/_history/2"}}`},
+	{"Observation", `{"resourceType":"Observation","effectivePeriod":{"start":"bad","end":"2020"}}`},
+	{"Observation", `{"resourceType":"Observation","effectivePeriod":{"end":"2020","start":5,"start":"2019"}}`},
+	{"Observation", `{"resourceType":"Observation","effectivePeriod":{"start":"2019\u002d01"}}`},
+	{"Observation", `{"resourceType":"Observation","effectiveTiming":{"event":["2020",5,"x",{},"2021-02-03T04:05:06.7+01:00"],"repeat":{"count":1}}}`},
+	{"Observation", `{"resourceType":"Observation","effectiveTiming":{"event":"2020"}}`},
+	{"Observation", `{"resourceType":"Observation","effectiveDateTime":"2020-02-30","valueQuantity":{"value":1.5e3,"unit":"x"}}`},
+	{"Observation", `{"resourceType":"Observation","valuePeriod":{"start":"2020-01-01T00:00:00Z"},"valueString":"ÉLEVÉ \u00e9"}`},
+	{"Observation", `{"resourceType":"Observation","valueCodeableConcept":{"coding":[{"code":"x"}]},"valueBoolean":true}`},
+	{"Observation", `{"resourceType":"Observation","meta":{"lastUpdated":"2020-01-01T00:00:00+14:00","tag":[]},"id":"x"}`},
+	{"Observation", `{"resourceType":"Observation","id":5}`},
+	{"Observation", `{"resourceType":"Observation","id":{"a":1}}`},
+	{"Observation", `{"resourceType":"Observation","id":"a\\b"}`},
+	{"Observation", `{"resourceType":"Observation","resourceType":"Patient"}`},
+	{"Observation", `{"resourceType":"Patient","resourceType":"Observation"}`},
+	{"Observation", `{"resourceType":5}`},
+	{"Observation", `{"resourceType":"Observation","status":`},
+	{"Observation", `{"resourceType":"Observation","status":  `},
+	{"Observation", `{"resourceType":`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[{"code":`},
+	{"Observation", `{"resourceType":"Observation","code":{"coding":[`},
+	{"Observation", `{"resourceType":"Observation","subject":{"reference":`},
+	{"Observation", `{"resourceType":"Observation","other":`},
+	{"Observation", `{"resourceType":"Observation"}trailing`},
+	{"Observation", `  {"resourceType":"Observation"}  `},
+	{"Encounter", `{"resourceType":"Encounter","participant":[{"individual":{"reference":"Practitioner/x"},"period":{"start":"2020"}},{"individual":{"reference":"RelatedPerson/y"}}],"location":[{"location":{"reference":"Location/l"}}],"class":{"system":"s","code":"AMB"}}`},
+	{"Appointment", `{"resourceType":"Appointment","participant":[{"actor":{"reference":"Patient/p"}},{"actor":{"reference":"Device/d","type":"Device"}},{"actor":{"reference":"d2","type":"Location"}}]}`},
+	{"Patient", `{"resourceType":"Patient","name":[{"family":"O\"Brien","given":["A","A"]}],"telecom":[{"system":"phone","value":"1"},{"value":"2","system":"email"},{"system":"phone","value":"1"}],"address":[{"line":["1 Main"],"city":"X"}],"gender":"other","active":false,"identifier":[{"system":"s","value":"v"},{"value":"v","system":"s"}]}`},
+	{"Patient", `{"resourceType":"Patient","telecom":[{"system":"phone","value":1},{"system":"email","value":"a\u0040b"}],"active":"true","birthDate":"1970"}`},
+	{"DocumentReference", `{"resourceType":"DocumentReference","masterIdentifier":{"system":"s","value":"m"},"identifier":[{"value":"i"}],"context":{"encounter":[{"reference":"Encounter/e"}],"period":{"start":"2020-01-01T10:00:00Z"}},"content":[{"attachment":{"data":"` + longBase64 + `"}}],"date":"2020-01-01T10:00:00.123456789Z"}`},
+	{"Basic", `{"resourceType":"Basic","id":"b","meta":{"lastUpdated":"2020"}}`},
+}
+
+// longBase64 is a long string value, past the length at which the string
+// scanner changes method, with an escaped quote and backslashes near its
+// end.
+var longBase64 = strings.Repeat("QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo=", 12) + `\"\\\\x`
+
+// extractInputs are the bodies of the tests above, with their types.
+func extractInputs() []struct{ rt, body string } {
+	in := []struct{ rt, body string }{{"Patient", typicalPatient}, {"Appointment", appointmentParticipants}}
+	for _, c := range polymorphicCases {
+		in = append(in, struct{ rt, body string }{c.rt, c.body})
+	}
+	for _, b := range malformedPatients {
+		in = append(in, struct{ rt, body string }{"Patient", b})
+	}
+	return append(in, onePassCases...)
+}
+
+// sharedResources returns every resource of the vendor fixtures and
+// Synthea bundles in ../shared (the files' top-level resources, bundle
+// entries and contained resources), or none when it is absent (CI always
+// has it).
+func sharedResources(t *testing.T) []struct{ rt, body string } {
+	root, err := repo.Root()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []struct{ rt, body string }
+	var walk func(raw json.RawMessage)
+	walk = func(raw json.RawMessage) {
+		var r struct {
+			ResourceType string
+			Entry        []struct{ Resource json.RawMessage }
+			Contained    []json.RawMessage
+		}
+		if json.Unmarshal(raw, &r) != nil || r.ResourceType == "" {
+			return
+		}
+		out = append(out, struct{ rt, body string }{r.ResourceType, string(raw)})
+		for _, e := range r.Entry {
+			walk(e.Resource)
+		}
+		for _, c := range r.Contained {
+			walk(c)
+		}
+	}
+	for _, dir := range []string{"fixtures/vendors", "testdata/synthea-r4"} {
+		_ = filepath.WalkDir(filepath.Join(root, "..", "shared", dir), func(path string, d os.DirEntry, err error) error {
+			if err != nil || d.IsDir() || !strings.HasSuffix(path, ".json") {
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			walk(b)
+			return nil
+		})
+	}
+	return out
+}
+
+// TestExtractMatchesOld compares Extract with the extractor it replaced
+// on the bodies of the tests above, each also asked for as every other
+// type and cut short at every byte, and on every resource of the vendor
+// fixtures and Synthea bundles in ../shared.
+func TestExtractMatchesOld(t *testing.T) {
+	types := append(ResourceTypes(), "Basic")
+	for _, c := range extractInputs() {
+		if d := DiffFromOld(c.rt, []byte(c.body)); d != "" {
+			t.Errorf("%s %s: %s", c.rt, c.body, d)
+		}
+		for _, rt := range types {
+			if d := DiffFromOld(rt, []byte(c.body)); d != "" {
+				t.Errorf("as %s: %s: %s", rt, c.body, d)
+			}
+		}
+		for k := range len(c.body) {
+			if d := DiffFromOld(c.rt, []byte(c.body[:k])); d != "" {
+				t.Errorf("%s %q: %s", c.rt, c.body[:k], d)
+			}
+		}
+	}
+	shared := sharedResources(t)
+	for _, c := range shared {
+		if d := DiffFromOld(c.rt, []byte(c.body)); d != "" {
+			t.Errorf("%s %s: %s", c.rt, c.body, d)
+		}
+	}
+	t.Logf("%d test bodies, %d resources from ../shared", len(extractInputs()), len(shared))
+}
+
+// TestExtractOnePassCasesIndex checks that onePassCases reach the
+// extraction code, not only its error paths.
+func TestExtractOnePassCasesIndex(t *testing.T) {
+	ok, entries := 0, 0
+	for _, c := range onePassCases {
+		es, err := Extract(c.rt, []byte(c.body))
+		if err == nil {
+			ok++
+			entries += len(es)
+		}
+	}
+	if ok < len(onePassCases)/2 || entries < ok {
+		t.Errorf("%d of %d bodies extracted, %d entries", ok, len(onePassCases), entries)
+	}
+}
+
+// FuzzExtractMatchesOld compares Extract with the extractor it replaced
+// on any body (go test -fuzz FuzzExtractMatchesOld).
+func FuzzExtractMatchesOld(f *testing.F) {
+	for _, c := range onePassCases {
+		f.Add(c.rt, []byte(c.body))
+	}
+	f.Add("Patient", []byte(typicalPatient))
+	f.Add("Appointment", []byte(appointmentParticipants))
+	for _, c := range polymorphicCases {
+		f.Add(c.rt, []byte(c.body))
+	}
+	f.Fuzz(func(t *testing.T, rt string, body []byte) {
+		if d := DiffFromOld(rt, body); d != "" {
+			t.Fatalf("%s %q: %s", rt, body, d)
+		}
+	})
+}
+
+// TestStringEndMatchesOld compares the string scanner with the one it
+// replaced (a vector search for the quote, then a count of the backslashes
+// before it) on strings of every length up to past the switch to the
+// vector search, with quotes and runs of backslashes at every position.
+func TestStringEndMatchesOld(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	const alphabet = `ab"\\\\\\é{`
+	for range 50000 {
+		n := rng.IntN(300)
+		b := make([]byte, n)
+		for k := range b {
+			if rng.IntN(8) == 0 {
+				b[k] = alphabet[rng.IntN(len(alphabet))]
+			} else {
+				b[k] = 'a' + byte(rng.IntN(26))
+			}
+		}
+		i := 0
+		if n > 0 {
+			i = rng.IntN(n + 1)
+		}
+		q, esc := stringEnd(b, i)
+		wq := oldClosingQuote(b, i)
+		if q != wq {
+			t.Fatalf("stringEnd(%q, %d) = %d, want %d", b, i, q, wq)
+		}
+		if q >= 0 {
+			if wesc := bytes.IndexByte(b[i:q], '\\') >= 0; esc != wesc {
+				t.Fatalf("stringEnd(%q, %d) esc = %v, want %v", b, i, esc, wesc)
+			}
+		}
+	}
+}
+
+// TestDateRangeMatchesOld compares DateRange with the one it replaced
+// (time.Date and AddDate) on every day of years around the calendar's
+// corner cases, at every precision, and on random strings of date
+// characters.
+func TestDateRangeMatchesOld(t *testing.T) {
+	check := func(s string) {
+		lo, hi, ok := DateRange(s)
+		wlo, whi, wok := oldDateRange(s)
+		// == on time.Time compares the representation, not only the instant.
+		if ok != wok || lo != wlo || hi != whi {
+			t.Fatalf("DateRange(%q) = %v %v %v, want %v %v %v", s, lo, hi, ok, wlo, whi, wok)
+		}
+	}
+	years := []int{0, 1, 3, 4, 99, 100, 399, 400, 1582, 1600, 1677, 1678, 1899, 1900, 1969, 1970, 1999, 2000, 2024, 2100, 2261, 2262, 9998, 9999}
+	times := []string{"T00:00", "T23:59", "T12:30:45Z", "T00:00:00.1Z", "T23:59:60.999999999+14:00", "T01:02:03-12:30", "T10:00:00.123+05:45", "T24:00", "T10:60"}
+	for _, y := range years {
+		check(fmt.Sprintf("%04d", y))
+		for m := 0; m <= 13; m++ {
+			check(fmt.Sprintf("%04d-%02d", y, m))
+			for d := 0; d <= 32; d++ {
+				day := fmt.Sprintf("%04d-%02d-%02d", y, m, d)
+				check(day)
+				for _, tm := range times {
+					check(day + tm)
+				}
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(5, 6))
+	const chars = "0123456789-:T.Z+ 0123456789"
+	for range 50000 {
+		b := []byte("2024-02-29T12:34:56.789+01:00")[:rng.IntN(30)]
+		for range rng.IntN(4) {
+			if len(b) > 0 {
+				b[rng.IntN(len(b))] = chars[rng.IntN(len(chars))]
+			}
+		}
+		check(string(b))
 	}
 }

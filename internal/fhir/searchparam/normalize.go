@@ -121,8 +121,7 @@ func DateRange(s string) (lo, hi time.Time, ok bool) {
 		return
 	}
 	if n == 4 {
-		lo = time.Date(year, 1, 1, 0, 0, 0, 0, time.UTC)
-		return lo, lo.AddDate(1, 0, 0).Add(-1), true
+		return utcDay(year, 1, 1, 0), utcDay(year+1, 1, 1, 0).Add(-1), true
 	}
 	if n < 7 || s[4] != '-' {
 		return
@@ -132,8 +131,11 @@ func DateRange(s string) (lo, hi time.Time, ok bool) {
 		return
 	}
 	if n == 7 {
-		lo = time.Date(year, time.Month(month), 1, 0, 0, 0, 0, time.UTC)
-		return lo, lo.AddDate(0, 1, 0).Add(-1), true
+		next := utcDay(year+1, 1, 1, 0)
+		if month < 12 {
+			next = utcDay(year, month+1, 1, 0)
+		}
+		return utcDay(year, month, 1, 0), next.Add(-1), true
 	}
 	if n < 10 || s[7] != '-' {
 		return
@@ -143,8 +145,7 @@ func DateRange(s string) (lo, hi time.Time, ok bool) {
 		return
 	}
 	if n == 10 {
-		lo = time.Date(year, time.Month(month), day, 0, 0, 0, 0, time.UTC)
-		return lo, lo.AddDate(0, 0, 1).Add(-1), true
+		return utcDay(year, month, day, 0), utcDay(year, month, day, 86400).Add(-1), true
 	}
 	if s[10] != 'T' || n < 16 || s[13] != ':' {
 		return
@@ -188,7 +189,6 @@ func DateRange(s string) (lo, hi time.Time, ok bool) {
 			}
 		}
 	}
-	loc := time.UTC
 	offset := 0
 	switch {
 	case i == n:
@@ -206,7 +206,7 @@ func DateRange(s string) (lo, hi time.Time, ok bool) {
 	default:
 		return
 	}
-	lo = time.Date(year, time.Month(month), day, hour, minute, sec, nanos, loc).Add(-time.Duration(offset) * time.Second)
+	lo = time.Unix(unixDay(year, month, day)+int64(hour*3600+minute*60+sec-offset), int64(nanos)).UTC()
 	return lo, lo.Add(width - 1), true
 }
 
@@ -225,6 +225,53 @@ func digits(s string, at, n int) (int, bool) {
 	return v, true
 }
 
+// daysIn is the number of days of a month (proleptic Gregorian calendar,
+// as package time counts).
 func daysIn(year, month int) int {
-	return time.Date(year, time.Month(month)+1, 0, 0, 0, 0, 0, time.UTC).Day()
+	if month == 2 {
+		if year%4 == 0 && (year%100 != 0 || year%400 == 0) {
+			return 29
+		}
+		return 28
+	}
+	if month == 4 || month == 6 || month == 9 || month == 11 {
+		return 30
+	}
+	return 31
+}
+
+// The dates DateRange builds used to come from time.Date and AddDate,
+// which work out the calendar through several layers and showed in
+// extraction profiles; the validated fields let the instant be computed
+// directly. time.Unix(...).UTC() and time.Date(..., time.UTC) give the
+// same Time for the same instant.
+
+// unixDay returns the Unix time (seconds) of 00:00 UTC of a valid date of
+// the proleptic Gregorian calendar, by the days-from-civil method: count
+// in 400-year eras of 146097 days, with years starting in March so that
+// the leap day comes last.
+func unixDay(year, month, day int) int64 {
+	y := int64(year)
+	if month <= 2 {
+		y--
+	}
+	era := y / 400
+	if y < 0 && y%400 != 0 {
+		era-- // floor division
+	}
+	yoe := y - era*400 // [0, 399]
+	m := int64(month)
+	if m > 2 {
+		m -= 3
+	} else {
+		m += 9
+	}
+	doy := (153*m+2)/5 + int64(day) - 1    // day of the March-based year, [0, 365]
+	doe := yoe*365 + yoe/4 - yoe/100 + doy // day of the era, [0, 146096]
+	return (era*146097 + doe - 719468) * 86400
+}
+
+// utcDay is the time plus seconds after 00:00 UTC of a valid date.
+func utcDay(year, month, day int, plus int64) time.Time {
+	return time.Unix(unixDay(year, month, day)+plus, 0).UTC()
 }
