@@ -69,7 +69,8 @@
 // elements the rules can reach (plan.go): Map decodes only those, keeps
 // the rest as bytes of the input (checked as the decoder would check them)
 // and copies them to the output when they are already in the encoder's
-// form, as it does top-level members the rules read but left unchanged.
+// form, as it does top-level members the rules read but left unchanged
+// (and meta, with the profile tag written into its bytes).
 // The output is the same as decoding and encoding everything.
 // A Set is immutable and Map is safe for concurrent use.
 //

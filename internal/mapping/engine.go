@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/mediflow/mediflow/internal/fhir/model"
 	"github.com/mediflow/mediflow/internal/fhirpath"
 	"github.com/mediflow/mediflow/internal/mapping/conceptmap"
 )
@@ -172,17 +171,25 @@ func (s *Set) release(st *runState) {
 	st.dec.data, st.dec.src = nil, ""
 	clear(st.dec.spans)
 	st.dec.spans = st.dec.spans[:0]
-	clear(st.dec.top)
+	// The names share the input and the values the tree; the types are
+	// the model's and the raws in the decoder's slabs. (Clearing only what
+	// refers to the call costs less while the GC marks.)
+	for i := range st.dec.top {
+		st.dec.top[i].key, st.dec.top[i].val = "", nil
+	}
 	st.dec.top, st.dec.topOrdered = st.dec.top[:0], false
 	clear(st.dirty)
 	st.dirty = st.dirty[:0]
 	clear(st.vals[:cap(st.vals)])
 	clear(st.nodes[:cap(st.nodes)])
-	st.env["res"] = nil
+	if st.envRes {
+		st.env["res"] = nil
+	}
 	st.ctx, st.res, st.envRes, st.rep, st.cur, st.strict, st.prune = nil, nil, false, nil, nil, nil, false
 	st.opts = MapOptions{}
 	st.tc = tctx{}
-	st.dec.rt = nil
+	st.dec.rt, st.dec.te = nil, nil
+	st.dec.meta, st.dec.metaEnd, st.dec.tagMember = nil, false, nil
 	s.states.Put(st)
 }
 
@@ -227,11 +234,18 @@ func (s *Set) Map(ctx context.Context, resource []byte, opts MapOptions) ([]byte
 // resource could not be read). rep must not be in use elsewhere; a
 // *MapError returned stays valid when rep is reused.
 func (s *Set) MapInto(ctx context.Context, resource []byte, opts MapOptions, rep *Report) ([]byte, error) {
+	prev := len(rep.Elements)
 	*rep = Report{Elements: rep.Elements[:0]}
 	out, _, err := s.mapInto(ctx, resource, opts, rep)
-	// The elements are overwritten as they are appended; those of an
-	// earlier resource past the new ones are dropped.
-	clear(rep.Elements[len(rep.Elements):cap(rep.Elements)])
+	// The elements are overwritten as they are appended; those of the
+	// earlier resource past the new ones are dropped. (Past its own, the
+	// earlier call dropped them: clearing up to the capacity each time
+	// cost as much as a small resource's rules.)
+	if n := len(rep.Elements); n < prev && prev <= cap(rep.Elements) {
+		clear(rep.Elements[n:prev])
+	} else if prev > cap(rep.Elements) {
+		clear(rep.Elements[n:cap(rep.Elements)])
+	}
 	return out, err
 }
 
@@ -255,21 +269,23 @@ func (s *Set) mapInto(ctx context.Context, resource []byte, opts MapOptions, reu
 	if !ok {
 		return nil, nil, fmt.Errorf("mapping: a resource must be a JSON object")
 	}
-	rt, _ := res["resourceType"].(string)
-	if rt == "" {
-		return nil, nil, fmt.Errorf("mapping: the resource has no resourceType")
+	// The entry of the type decodeResource found (its resourceType member
+	// is that type's name), else the type the member names.
+	te := st.dec.te
+	if te == nil {
+		rt, _ := res["resourceType"].(string)
+		if rt == "" {
+			return nil, nil, fmt.Errorf("mapping: the resource has no resourceType")
+		}
+		if te = s.types[rt]; te == nil {
+			return nil, nil, fmt.Errorf("mapping: unknown resource type %q", rt)
+		}
 	}
-	t := st.dec.rt // the type decodeResource found, when it did
-	if t == nil || t.Name() != rt {
-		t = s.m.Type(rt)
-	}
-	if t == nil || t.Abstract() || t.Kind() != model.KindResource {
-		return nil, nil, fmt.Errorf("mapping: unknown resource type %q", rt)
-	}
+	t := te.t
 	// The model's own copy of the name: texts of the decoded resource may
 	// share the caller's input (see decodeResource) and must not outlive
 	// the call.
-	rt = t.Name()
+	rt := t.Name()
 	if dir != DirectionIn && dir != DirectionOut {
 		return nil, nil, fmt.Errorf("mapping: direction must be in or out, not %q", dir)
 	}
@@ -280,11 +296,11 @@ func (s *Set) mapInto(ctx context.Context, resource []byte, opts MapOptions, reu
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	rules := s.rules[rt]
+	rules := te.rules
 	st.ctx, st.opts, st.res = ctx, opts, res
 	// Size the report by what the last resource of the type needed.
 	hint := len(rules) + len(s.common)
-	if h := s.sizes[rt]; h != nil {
+	if h := te.size; h != nil {
 		hint = max(hint, int(h.Load()))
 	}
 	if reuse != nil && cap(reuse.Elements) > 0 {
@@ -308,7 +324,7 @@ func (s *Set) mapInto(ctx context.Context, resource []byte, opts MapOptions, reu
 			r.run(st)
 		}
 	}
-	if h := s.sizes[rt]; h != nil {
+	if h := te.size; h != nil {
 		h.Store(int32(min(len(st.rep.Elements), 1<<12)))
 	}
 	if len(st.strict) > 0 {
@@ -320,9 +336,17 @@ func (s *Set) mapInto(ctx context.Context, resource []byte, opts MapOptions, reu
 	case s.decodeAll:
 		setProfileTag(res, s.tag) // the reference: the tag as a map
 	default:
-		setProfileTag(res, s.tagEnc)
+		// Into meta's bytes when they allow it, else on the decoded meta.
+		done, err := st.dec.tagMeta(res, st.prune, s)
+		if err != nil {
+			return nil, st.rep, fmt.Errorf("mapping: %s: %w", rt, err)
+		}
+		if !done {
+			setProfileTag(res, s.tagEnc)
+		}
 	}
 	copyRaw := st.dec.materialize(res, st.prune, st.dirty)
+	st.dec.markClean(st.dirty)
 	// Encode into the state's buffer and return a copy of exactly the
 	// output's size (a fresh buffer sized for the worst case would be
 	// zeroed in full and mostly wasted).
@@ -394,6 +418,9 @@ type crule struct {
 	// root is the top-level member the rule writes below (when its touch
 	// plan can say; see plan.go).
 	root string
+	// own says the rule's source is its target, one member without an
+	// extension url (set by buildPlans).
+	own bool
 	// mutates says a transform may change objects it is given in place.
 	mutates bool
 	// pruneAll marks a rule that prunes the whole resource: it is done while
@@ -497,7 +524,17 @@ func (r *crule) applyTo(st *runState, el *ElementResult, obj map[string]any, nod
 		}
 	}
 	vals := st.vals[:0]
+	// A rule that reads its target, one member of obj, looks it up once:
+	// cur is the target's value for writesSame too (transforms change
+	// values, never which value obj holds).
+	var (
+		cur   any
+		curOK bool
+	)
 	switch {
+	case r.own:
+		cur, curOK = obj[r.target.segs[0].name]
+		vals = appendItems(vals, cur)
 	case r.srcPath != nil:
 		vals = r.srcPath.get(vals, obj)
 	case r.srcFast != nil:
@@ -540,7 +577,13 @@ func (r *crule) applyTo(st *runState, el *ElementResult, obj map[string]any, nod
 		vals = append(vals, deepCopy(r.def))
 		el.Defaulted = true
 	}
-	if !r.writesSame(obj, vals) {
+	var same bool
+	if r.own {
+		same = curOK && r.target.segs[0].holds(cur, vals)
+	} else {
+		same = r.writesSame(obj, vals)
+	}
+	if !same {
 		st.markDirty(r.root)
 		if err := r.write(obj, vals); err != nil {
 			el.Status, el.Reason = StatusFailed, err.Error()
@@ -642,6 +685,12 @@ func (r *crule) writesSame(obj map[string]any, vals []any) bool {
 	if !ok {
 		return false
 	}
+	return seg.holds(cur, vals)
+}
+
+// holds reports whether cur, the value of seg's member, is what writing
+// vals at seg would store (see writesSame).
+func (seg *pathSeg) holds(cur any, vals []any) bool {
 	if seg.url != "" {
 		if len(vals) != 1 {
 			return false

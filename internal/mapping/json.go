@@ -75,6 +75,18 @@ type jsonDecoder struct {
 	// strictly increasing, no duplicates).
 	top        []topKey
 	topOrdered bool
+	// te is the entry of the resource's type when decodeResource read it
+	// with its plan (nil: decoded in full).
+	te *typeEntry
+	// meta is the resource's meta left as bytes by a metaRaw plan (nil:
+	// none); metaEnd says the profile tag can be written at its end, and
+	// lastRank is the rank of the last member of the object skipObject
+	// read last (when in encoder form), for that. tagMember is the tag
+	// member to write (see tagMeta).
+	meta      *rawValue
+	metaEnd   bool
+	lastRank  int32
+	tagMember []byte
 }
 
 // maxFreeMaps bounds the maps a decoder keeps for reuse; maxFreeBigMaps
@@ -171,7 +183,17 @@ func (d *jsonDecoder) value(depth int) (any, error) {
 	case c == '[':
 		return d.array(depth, nil)
 	case c == '"':
-		return d.str()
+		// Plain text without the call to str (most strings).
+		var s string
+		if i := plainEnd(d.data, d.pos+1); i >= 0 {
+			s, d.pos = d.src[d.pos+1:i], i+1
+		} else {
+			var err error
+			if s, err = d.str(); err != nil {
+				return nil, err
+			}
+		}
+		return s, nil
 	case c == 't':
 		return d.literal("true", true)
 	case c == 'f':
@@ -225,8 +247,13 @@ func (d *jsonDecoder) members(depth, base int, n *planNode) (any, error) {
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 			return nil, d.errorf("expected a member name")
 		}
-		k, err := d.str()
-		if err != nil {
+		var (
+			k   string
+			err error
+		)
+		if i := plainEnd(d.data, d.pos+1); i >= 0 {
+			k, d.pos = d.src[d.pos+1:i], i+1
+		} else if k, err = d.str(); err != nil {
 			return nil, err
 		}
 		d.skipSpace()
@@ -490,11 +517,19 @@ func encodeResource(dst []byte, m *model.Model, res map[string]any, prune bool) 
 // set and they are in encoder form, else decoded and encoded.
 func encodeResourceRaw(dst []byte, m *model.Model, res map[string]any, prune bool, dec *jsonDecoder, copy bool) ([]byte, error) {
 	e := encoder{m: m, prune: prune, dec: dec, copyRaw: copy}
+	var t *model.Type
 	if dec != nil && dec.topOrdered && dec.data != nil {
-		e.root, e.top = res, dec.top
+		e.root, e.top = true, dec.top
+		if dec.top[0].clean {
+			// resourceType as decodeResource read it (see markClean).
+			t, e.rootType = dec.rt, dec.rt
+		}
+	}
+	if t == nil {
+		t = e.typeOf(res)
 	}
 	// (Only the resource's own encoding may use e.top: see object.)
-	dst, _, err := e.value(dst, res, e.typeOf(res), false, false)
+	dst, _, err := e.value(dst, res, t, false, false)
 	return dst, err
 }
 
@@ -504,10 +539,12 @@ type encoder struct {
 	// dec decoded the tree; its input holds the rawValues' bytes.
 	dec     *jsonDecoder
 	copyRaw bool
-	// root is the resource decodeResource read with its top-level members
-	// in encoder order, top those members (nil: not known).
-	root map[string]any
-	top  []topKey
+	// root says the first object encoded is the resource decodeResource
+	// read with its top-level members in encoder order, top those members;
+	// rootType is its type when known to be the one decodeResource found.
+	root     bool
+	top      []topKey
+	rootType *model.Type
 }
 
 // encodedValue stands in a tree for an object whose encoding is known
@@ -597,6 +634,10 @@ func (e *encoder) value(dst []byte, v any, t *model.Type, aligned, ext bool) ([]
 		if e.dec == nil {
 			break
 		}
+		if x.tag {
+			// In encoder form and copied (tagMeta sees to that).
+			return e.dec.appendTagged(dst, x), false, nil
+		}
 		if x.canon && e.copyRaw {
 			// Never empty: a value with something to prune is not canon.
 			return append(dst, e.dec.data[x.start:x.end]...), false, nil
@@ -656,7 +697,14 @@ type objKey struct {
 }
 
 func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool) ([]byte, bool, error) {
-	if t != nil && t.Kind() == model.KindResource {
+	// root: obj is the resource decodeResource read (the first object
+	// encoded: encodeResourceRaw starts with it), whose members no rule
+	// reads are in e.top only.
+	root := e.root
+	e.root = false
+	if root && e.rootType != nil {
+		t = e.rootType
+	} else if t != nil && t.Kind() == model.KindResource {
 		// A contained or entry resource names its own type.
 		if rt := e.typeOf(obj); rt != nil {
 			t = rt
@@ -674,9 +722,6 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 	isExtension := t != nil && t.Name() == "Extension"
 	underscore := false
 	ordered := false
-	// root: obj is the resource decodeResource read, whose members no rule
-	// reads are in e.top only.
-	root := e.root != nil && sameMap(obj, e.root)
 	if root {
 		// The resource decodeResource read, its members in encoder order
 		// (those no rule reads only in e.top). When the map still holds
@@ -684,17 +729,55 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 		// and the order is the input's.
 		ordered = t == e.dec.rt
 		inMap := 0
-		for _, m := range e.top {
-			v := any(m.raw)
+		for i := range e.top {
+			m := &e.top[i]
 			if m.raw == nil {
-				var ok bool
-				if v, ok = obj[m.key]; !ok {
-					ordered = false
+				// (A clean member is in the map: see markClean.)
+				if !m.clean {
+					if _, ok := obj[m.key]; !ok {
+						ordered = false
+						break
+					}
 				}
 				inMap++
 			}
+			if len(m.key) > 1 && m.key[0] == '_' {
+				underscore = true
+			}
+		}
+		if ordered && inMap != len(obj) {
+			ordered = false // a rule added a member
+		}
+		if ordered && !underscore {
+			// Written as they come, without collecting them first.
+			dst = append(dst, '{')
+			w := objState{t: t}
+			for i := range e.top {
+				m := &e.top[i]
+				v := any(m.raw)
+				if m.raw == nil {
+					if v = m.val; !m.clean {
+						v = obj[m.key]
+					}
+				}
+				var err error
+				if dst, err = e.member(dst, &w, m.key, m.rank, v, m.typ, false); err != nil {
+					return nil, false, err
+				}
+			}
+			return w.end(dst, ext)
+		}
+		underscore = false
+		for i := range e.top {
 			if !ordered {
 				break
+			}
+			m := &e.top[i]
+			v := any(m.raw)
+			if m.raw == nil {
+				if v = m.val; !m.clean {
+					v = obj[m.key]
+				}
 			}
 			keys = append(keys, objKey{rank: m.rank, idx: int32(len(names))})
 			names = append(names, m.key)
@@ -703,9 +786,6 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 			if len(m.key) > 1 && m.key[0] == '_' {
 				underscore = true
 			}
-		}
-		if ordered && inMap != len(obj) {
-			ordered = false // a rule added a member
 		}
 		if !ordered {
 			// The members no rule read join the others below (no rule
@@ -785,23 +865,9 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 		})
 	}
 	dst = append(dst, '{')
-	n, content := 0, 0
-	lostRequired := false // pruning removed an element this one requires
+	w := objState{t: t}
 	for _, k := range keys {
 		name := names[k.idx]
-		mark := len(dst)
-		if n > 0 {
-			dst = append(dst, ',')
-		}
-		if k.rank < unknownChild {
-			// An element name of the model (or resourceType, url): plain.
-			dst = append(dst, '"')
-			dst = append(dst, name...)
-			dst = append(dst, '"', ':')
-		} else {
-			dst = appendString(dst, name)
-			dst = append(dst, ':')
-		}
 		aligned := false
 		if underscore && name != "" {
 			var sibling any
@@ -821,37 +887,73 @@ func (e *encoder) object(dst []byte, obj map[string]any, t *model.Type, ext bool
 				aligned = x.array
 			}
 		}
-		childExt := name == "extension" || name == "modifierExtension"
-		var (
-			empty bool
-			err   error
-		)
-		if dst, empty, err = e.value(dst, vals[k.idx], types[k.idx], aligned, childExt); err != nil {
+		var err error
+		if dst, err = e.member(dst, &w, name, k.rank, vals[k.idx], types[k.idx], aligned); err != nil {
 			return nil, false, err
 		}
-		if e.prune && empty {
-			dst = dst[:mark]
-			if t != nil && k.rank >= 0 && k.rank%2 == 0 && k.rank < unknownChild && t.Children()[k.rank/2].Min > 0 {
-				lostRequired = true
-			}
-			continue
-		}
-		n++
-		if !empty && name != "url" && name != "id" {
-			content++
-		}
 	}
+	return w.end(dst, ext)
+}
+
+// objState is what object learns of an object's members as it writes
+// them (see member).
+type objState struct {
+	t          *model.Type // the object's type
+	n, content int         // members written; of those, ones with content other than url and id
+	// lostRequired says pruning removed an element the object requires.
+	lostRequired bool
+}
+
+// member appends a member of an object of type w.t (after a comma when
+// one was written before it): its name, of the given rank, and its value
+// v of type typ. A value pruning leaves out is not written.
+func (e *encoder) member(dst []byte, w *objState, name string, rank int32, v any, typ *model.Type, aligned bool) ([]byte, error) {
+	mark := len(dst)
+	if w.n > 0 {
+		dst = append(dst, ',')
+	}
+	if rank < unknownChild {
+		// An element name of the model (or resourceType, url): plain.
+		dst = append(dst, '"')
+		dst = append(dst, name...)
+		dst = append(dst, '"', ':')
+	} else {
+		dst = appendString(dst, name)
+		dst = append(dst, ':')
+	}
+	childExt := name == "extension" || name == "modifierExtension"
+	dst, empty, err := e.value(dst, v, typ, aligned, childExt)
+	if err != nil {
+		return nil, err
+	}
+	if e.prune && empty {
+		dst = dst[:mark]
+		if w.t != nil && rank >= 0 && rank%2 == 0 && rank < unknownChild && w.t.Children()[rank/2].Min > 0 {
+			w.lostRequired = true
+		}
+		return dst, nil
+	}
+	w.n++
+	if !empty && name != "url" && name != "id" {
+		w.content++
+	}
+	return dst, nil
+}
+
+// end closes the object and reports whether it was empty (and so, when
+// pruning, must be left out by the caller).
+func (w *objState) end(dst []byte, ext bool) ([]byte, bool, error) {
 	dst = append(dst, '}')
 	if ext {
 		// An extension with nothing but its url (and id) says nothing.
-		return dst, content == 0, nil
+		return dst, w.content == 0, nil
 	}
 	// An element whose required part was empty goes too (a narrative
 	// without its div); a resource itself stays.
-	if lostRequired && (t == nil || t.Kind() != model.KindResource) {
+	if w.lostRequired && (w.t == nil || w.t.Kind() != model.KindResource) {
 		return dst, true, nil
 	}
-	return dst, n == 0, nil
+	return dst, w.n == 0, nil
 }
 
 // siblingOf returns the value of the "_name" member of name, or of the

@@ -17,6 +17,9 @@ type rawValue struct {
 	// (when the resource is pruned as the plan said).
 	canon bool
 	array bool // the value is an array (for the "_name" alignment)
+	// tag says the value is a resource's meta, written with the profile
+	// tag (the decoder's tagMember) added at its end (see tagMeta).
+	tag bool
 }
 
 // topKey is a top-level member of a resource decodeResource read: its
@@ -24,11 +27,15 @@ type rawValue struct {
 // (nil: unknown, or a "_name" member).
 type topKey struct {
 	key  string
-	rank int32
 	typ  *model.Type
+	rank int32
+	// clean says the decoded map still holds val (see markClean).
+	clean bool
 	// raw is the member's value when no rule reads it (then, with the
 	// members in encoder order, it is not in the decoded map).
 	raw *rawValue
+	// val is the value decoded (or raw).
+	val any
 }
 
 // topMember is a top-level member decoded for the rules, at [start, end)
@@ -75,7 +82,8 @@ func (d *jsonDecoder) resetRaws() {
 func (d *jsonDecoder) decodeResource(data []byte, s *Set, dir string) (any, error) {
 	d.spans = d.spans[:0]
 	clear(d.top)
-	d.top, d.topOrdered, d.rt = d.top[:0], false, nil
+	d.top, d.topOrdered, d.rt, d.te = d.top[:0], false, nil, nil
+	d.meta, d.metaEnd, d.tagMember = nil, false, nil
 	d.resetRaws()
 	if len(data) == 0 || len(data) > 1<<31-1 || !d.track || s.decodeAll {
 		return d.decode(data)
@@ -91,6 +99,7 @@ func (d *jsonDecoder) decodeResource(data []byte, s *Set, dir string) (any, erro
 		return v, nil
 	}
 	d.data, d.src = nil, ""
+	d.meta = nil
 	// Not an object that starts with its resourceType, or bad JSON: the
 	// decoder as it is (for its result or its error).
 	clear(d.spans)
@@ -137,30 +146,26 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 	if err != nil {
 		return fail()
 	}
-	rtT := m.Type(rt)
-	if rtT == nil || rtT.Kind() != model.KindResource || rtT.Abstract() {
+	// A resource type that can be instantiated (the table has those only).
+	te := s.types[rt]
+	if te == nil {
 		return fail()
 	}
-	plan := s.planFor(dir, rt)
+	rtT := te.t
+	plan := te.plan(dir)
 	if plan == nil || plan.all {
 		return fail()
 	}
 	d.m, d.prune = m, plan.prune
-	base := len(d.kvs)
 	var rtv any = plan.rtName
 	if name, _ := rtv.(string); name != rt {
 		rtv = rt
 	}
-	d.kvs = append(d.kvs, jsonMember{"resourceType", rtv})
-	defer func() {
-		clear(d.kvs[base:])
-		d.kvs = d.kvs[:base]
-	}()
 	// Each member's rank and type as the encoder finds them; members in
 	// definition order are found by a walk on from the last one.
-	d.top = append(d.top, topKey{key: "resourceType", rank: -2})
+	d.top = append(d.top, topKey{key: "resourceType", rank: -2, val: rtv})
 	ordered := true
-	cursor := 0
+	cursor, nraw := 0, 0
 	for {
 		d.skipSpace()
 		if d.pos >= len(d.data) {
@@ -177,8 +182,10 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 		if d.pos >= len(d.data) || d.data[d.pos] != '"' {
 			return fail()
 		}
-		k, err := d.str()
-		if err != nil {
+		var k string
+		if i := plainEnd(d.data, d.pos+1); i >= 0 {
+			k, d.pos = d.src[d.pos+1:i], i+1
+		} else if k, err = d.str(); err != nil {
 			return fail()
 		}
 		d.skipSpace()
@@ -212,8 +219,14 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 			ordered = false
 		}
 		d.top = append(d.top, tk)
+		var kid *planNode
+		if plan.root.typ == rtT && tk.rank < unknownChild {
+			kid = plan.root.kidAt(tk.rank, k)
+		} else {
+			kid = plan.root.kid(k)
+		}
 		var v any
-		if kid := plan.root.kid(k); kid != nil || k == "resourceType" {
+		if kid != nil || k == "resourceType" {
 			objs := d.nobj
 			if v, err = d.valueIn(1, kid); err != nil {
 				return fail()
@@ -233,9 +246,16 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 			}
 			raw := d.newRaw(start, d.pos, canon)
 			d.top[len(d.top)-1].raw = raw
+			nraw++
 			v = raw
+			if plan.metaRaw && k == "meta" {
+				// (The last one counts, as in a decoded object.) The tag
+				// can go at its end when nothing in it comes after tag.
+				d.meta = raw
+				d.metaEnd = canon && d.data[start] == '{' && tk.typ == plan.metaType && d.lastRank < plan.tagRank
+			}
 		}
-		d.kvs = append(d.kvs, jsonMember{k, v})
+		d.top[len(d.top)-1].val = v
 	}
 	d.pos++ // }
 	d.skipSpace()
@@ -246,26 +266,24 @@ func (d *jsonDecoder) topLazy(s *Set, dir string) (any, bool) {
 	// rule reads stay out of the map: the encoder takes them from d.top,
 	// and the map the rules work on stays small. Else the map has them
 	// all, the last of a duplicate winning.
-	n := len(d.kvs) - base
+	n := len(d.top)
 	if ordered {
-		for _, tk := range d.top {
-			if tk.raw != nil {
-				n--
-			}
-		}
+		n -= nraw
 	}
 	obj := d.newMap(n)
-	for i, e := range d.kvs[base:] {
-		if ordered && d.top[i].raw != nil {
+	for i := range d.top {
+		tk := &d.top[i]
+		if ordered && tk.raw != nil {
 			continue
 		}
-		obj[e.k] = e.v
+		obj[tk.key] = tk.val
 	}
-	if obj["resourceType"] != rt {
+	if !ordered && obj["resourceType"] != rt {
 		// A second resourceType names another type, with another plan.
+		// (In encoder order there is no second one.)
 		return fail()
 	}
-	d.rt = rtT
+	d.rt, d.te = rtT, te
 	d.topOrdered = ordered
 	return obj, true
 }
@@ -369,9 +387,87 @@ func (d *jsonDecoder) materialize(res map[string]any, prune bool, dirty []string
 		if canon, err := d.skipMember(l.key, d.rt, 1); err != nil || !canon || d.pos != l.end {
 			continue
 		}
-		res[l.key] = d.newRaw(l.start, l.end, true)
+		raw := d.newRaw(l.start, l.end, true)
+		res[l.key] = raw
+		if d.topOrdered {
+			// (No duplicates: the one entry of the name.)
+			for i := range d.top {
+				if d.top[i].key == l.key && d.top[i].raw == nil {
+					d.top[i].val = raw
+				}
+			}
+		}
 	}
 	return true
+}
+
+// markClean marks the members of d.top that the map of a resource read
+// in encoder order still holds as decoded (val): those not in dirty (which
+// lists every member a rule may have written, as materialize relies on;
+// rules never remove a top-level member), other than meta, which gets the
+// profile tag. The encoder takes their value without a look-up. Call it
+// after materialize, which keeps val up to date.
+func (d *jsonDecoder) markClean(dirty []string) {
+	if !d.topOrdered || d.data == nil {
+		return
+	}
+	for i := range d.top {
+		tk := &d.top[i]
+		tk.clean = tk.raw == nil && tk.key != "meta" && !slices.Contains(dirty, tk.key)
+	}
+}
+
+// noMembers is lastRank after an empty object.
+const noMembers = -3
+
+// tagMeta gives a resource decodeResource read with a metaRaw plan its
+// profile tag (direction in), as setProfileTag(res, tag) followed by the
+// encoding would: when meta is in encoder form (for prune, which must be
+// what the plan said) and has nothing that comes after tag, its bytes are
+// copied with the tag member written before the closing brace. Otherwise
+// meta is decoded into res and done reports false: the caller sets the
+// tag on the decoded meta. Without meta (or a metaRaw plan) it does
+// nothing and reports false.
+func (d *jsonDecoder) tagMeta(res map[string]any, prune bool, s *Set) (done bool, err error) {
+	if d.meta == nil || d.data == nil {
+		return false, nil
+	}
+	if d.metaEnd && prune == d.prune {
+		d.meta.tag = true
+		d.tagMember = s.tagMember[0]
+		if prune {
+			d.tagMember = s.tagMember[1]
+		}
+		return true, nil
+	}
+	// As the plan would have had it with meta decoded: in the map, and
+	// not among the members the encoder takes from d.top.
+	v, err := d.decodeRaw(d.meta)
+	if err != nil {
+		return false, err
+	}
+	if d.topOrdered {
+		for i := range d.top {
+			if d.top[i].raw == d.meta {
+				d.top[i].raw, d.top[i].val = nil, v
+			}
+		}
+	}
+	res["meta"] = v
+	d.meta = nil
+	return false, nil
+}
+
+// appendTagged appends meta's bytes with the profile tag at the end (see
+// tagMeta). Those bytes are compact: "{}", or members and the brace.
+func (d *jsonDecoder) appendTagged(dst []byte, r *rawValue) []byte {
+	b := d.data[r.start:r.end]
+	dst = append(dst, b[:len(b)-1]...)
+	if len(b) > 2 {
+		dst = append(dst, ',')
+	}
+	dst = append(dst, d.tagMember...)
+	return append(dst, '}')
 }
 
 // decodeRaw decodes the value a rawValue stands for.
@@ -397,6 +493,12 @@ func (d *jsonDecoder) skip(depth int, t *model.Type, ext bool) (canon bool, err 
 	case c == '[':
 		return d.skipArray(depth, t, ext)
 	case c == '"':
+		if i := plainEnd(d.data, d.pos+1); i >= 0 {
+			// Plain text without the call to skipString (most strings).
+			empty := i == d.pos+1
+			d.pos = i + 1
+			return !(empty && d.prune), nil
+		}
 		plain, empty, err := d.skipString()
 		return plain && !(empty && d.prune), err
 	case c == 't':
@@ -464,6 +566,7 @@ func (d *jsonDecoder) skipObject(depth int, t *model.Type, ext bool) (bool, erro
 	canon := !d.space()
 	if d.pos < len(d.data) && d.data[d.pos] == '}' {
 		d.pos++
+		d.lastRank = noMembers
 		return canon && !d.prune, nil
 	}
 	// The type the encoder uses: a resource names its own.
@@ -484,8 +587,11 @@ func (d *jsonDecoder) skipObject(depth int, t *model.Type, ext bool) (bool, erro
 			return false, d.errorf("expected a member name")
 		}
 		kstart := d.pos + 1
-		plainKey, _, err := d.skipString()
-		if err != nil {
+		plainKey := true
+		var err error
+		if i := plainEnd(d.data, kstart); i >= 0 {
+			d.pos = i + 1
+		} else if plainKey, _, err = d.skipString(); err != nil {
 			return false, err
 		}
 		k := d.src[kstart : d.pos-1]
@@ -539,8 +645,16 @@ func (d *jsonDecoder) skipObject(depth int, t *model.Type, ext bool) (bool, erro
 			}
 			prevRank, prevName = rank, k
 		}
-		c, err := d.skip(depth+1, ct, k == "extension" || k == "modifierExtension")
-		if err != nil {
+		// A plain string value (most are) is read here as skip would read
+		// it, without the calls.
+		c, end := false, -1
+		if depth+1 <= maxJSONDepth && d.pos < len(d.data) && d.data[d.pos] == '"' {
+			end = plainEnd(d.data, d.pos+1)
+		}
+		if end >= 0 {
+			c = !(end == d.pos+1 && d.prune)
+			d.pos = end + 1
+		} else if c, err = d.skip(depth+1, ct, k == "extension" || k == "modifierExtension"); err != nil {
 			return false, err
 		}
 		canon = canon && c
@@ -562,6 +676,7 @@ func (d *jsonDecoder) skipObject(depth int, t *model.Type, ext bool) (bool, erro
 			if ext && d.prune && content == 0 {
 				canon = false // an extension without a value is pruned
 			}
+			d.lastRank = prevRank
 			return canon, nil
 		default:
 			return false, d.errorf("expected ',' or '}' in an object")
@@ -662,7 +777,9 @@ func lookupFrom(t *model.Type, name string, from int) (child, choice int, found 
 	kids := t.Children()
 	for i := from; i < len(kids); i++ {
 		cn := kids[i].Name
-		if len(name) < len(cn) || name[:len(cn)] != cn {
+		// (The first byte tells most names apart without a call to
+		// compare the rest.)
+		if len(name) < len(cn) || len(cn) > 0 && cn[0] != name[0] || name[:len(cn)] != cn {
 			continue
 		}
 		if len(name) == len(cn) {

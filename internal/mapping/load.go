@@ -87,6 +87,11 @@ type Set struct {
 	// per resource type with rules, and for the other types.
 	plans     [2]map[string]*touchPlan
 	otherPlan [2]*touchPlan
+	// types has every resource type Map may meet, by name (buildPlans).
+	types map[string]*typeEntry
+	// tagMember is the profile tag as meta's member, encoded without and
+	// with pruning.
+	tagMember [2][]byte
 	// decodeAll turns the plans off: every member is decoded and encoded
 	// (the reference the differential tests compare with).
 	decodeAll bool

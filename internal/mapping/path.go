@@ -161,6 +161,24 @@ func (p *elemPath) get(dst []any, ctx any) []any {
 	return getSegs(dst, ctx, p.segs)
 }
 
+// appendItems appends a member's value as getSegs does for a last step
+// without an extension url: the items of an array, else the value, JSON
+// nulls dropped.
+func appendItems(dst []any, v any) []any {
+	switch x := v.(type) {
+	case nil:
+	case []any:
+		for _, e := range x {
+			if e != nil {
+				dst = append(dst, e)
+			}
+		}
+	default:
+		dst = append(dst, v)
+	}
+	return dst
+}
+
 func getSegs(dst []any, v any, segs []pathSeg) []any {
 	obj, ok := v.(map[string]any)
 	if !ok {

@@ -2,6 +2,7 @@ package mapping
 
 import (
 	"slices"
+	"sync/atomic"
 
 	"github.com/mediflow/mediflow/internal/fhir/model"
 )
@@ -18,7 +19,10 @@ import (
 // output; otherwise they are decoded when the resource is encoded and
 // encoded as before. Likewise a top-level member the rules read but did not
 // change is copied when its bytes are in that form. Either way the output is
-// the same, byte for byte.
+// the same, byte for byte. meta, which only gets the profile tag, stays
+// bytes as well when no rule names it: the tag is written into them (or,
+// when they are not in encoder form or hold a tag already, into meta
+// decoded).
 //
 // Which elements a rule may touch is worked out once, at Load, from its
 // compiled expressions: the element paths of its each, target, source and
@@ -36,6 +40,13 @@ type touchPlan struct {
 	// rtName is the name of the plan's resource type, boxed once (nil:
 	// the plan serves several types).
 	rtName any
+	// metaRaw says no rule reads or writes meta: it stays bytes, and the
+	// profile tag is written into them (direction in; see tagMeta).
+	metaRaw bool
+	// metaType is the type Meta, and tagRank the rank of its tag member
+	// as the encoder orders members (see objKey).
+	metaType *model.Type
+	tagRank  int32
 }
 
 // planNode is an element the rules reach: decoded in full, or (an object,
@@ -51,6 +62,10 @@ type planNode struct {
 	// never what is inside it (element), and used that some rule works
 	// inside it or filters it (fast): see opaque.
 	bare, used bool
+	// ranks finds kids by the rank of their name in typ (see objKey):
+	// 1 + the index in kids, 0 for none, -1 to look by name (a choice
+	// element, whose names share a rank). Set by index.
+	ranks []int32
 }
 
 // opaque reports whether an object at n may stay bytes: the rules that
@@ -73,6 +88,50 @@ func (n *planNode) kid(name string) *planNode {
 		}
 	}
 	return nil
+}
+
+// kidAt is kid for a member whose name has the given rank in n.typ (the
+// caller found it there).
+func (n *planNode) kidAt(rank int32, name string) *planNode {
+	if rank < 0 || int(rank) >= len(n.ranks) {
+		return n.kid(name)
+	}
+	switch x := n.ranks[rank]; {
+	case x == 0:
+		return nil
+	case x < 0:
+		return n.kid(name)
+	default:
+		return n.kids[x-1].node
+	}
+}
+
+// index sets the ranks of n and the nodes below it.
+func (n *planNode) index() {
+	for _, k := range n.kids {
+		k.node.index()
+	}
+	if n.full || n.typ == nil {
+		return
+	}
+	kids := n.typ.Children()
+	n.ranks = make([]int32, 2*len(kids))
+	for i, k := range n.kids {
+		name, under := k.name, 0
+		if len(name) > 1 && name[0] == '_' {
+			name, under = name[1:], 1
+		}
+		c, _, ok := n.typ.Lookup(name)
+		if !ok {
+			continue // not a name of the type: members of that name have no rank
+		}
+		r := 2*c + under
+		if kids[c].Choice || n.ranks[r] != 0 {
+			n.ranks[r] = -1
+			continue
+		}
+		n.ranks[r] = int32(i + 1)
+	}
 }
 
 // pstep is one member name on a path from the resource; url marks an
@@ -246,7 +305,8 @@ func (b *planBuilder) rule(r *crule) {
 }
 
 // buildPlans works out the touch plans of every resource type with rules,
-// and of the other types (rules for every type only), for both directions.
+// and of the other types (rules for every type only), for both directions,
+// and the table of resource types Map reads them from.
 func (s *Set) buildPlans() {
 	for i, dir := range [2]string{DirectionIn, DirectionOut} {
 		s.plans[i] = map[string]*touchPlan{}
@@ -255,6 +315,54 @@ func (s *Set) buildPlans() {
 		}
 		s.otherPlan[i] = s.planOf(nil, dir, nil, s.common)
 	}
+	// The profile tag as the encoder writes it as meta's member, without
+	// and with pruning (see tagMeta).
+	for i := range s.tagMember {
+		s.tagMember[i] = slices.Concat([]byte(`"tag":[`), s.tagEnc.enc[i], []byte(`]`))
+	}
+	for _, group := range s.rules {
+		markOwn(group)
+	}
+	markOwn(s.common)
+	s.types = map[string]*typeEntry{}
+	for _, rt := range s.m.Resources() {
+		t := s.m.Type(rt)
+		if t == nil || t.Kind() != model.KindResource || t.Abstract() {
+			continue
+		}
+		s.types[rt] = &typeEntry{
+			t:     t,
+			plans: [2]*touchPlan{s.planFor(DirectionIn, rt), s.planFor(DirectionOut, rt)},
+			rules: s.rules[rt],
+			size:  s.sizes[rt],
+		}
+	}
+}
+
+// markOwn sets own on the rules whose source is their target, a single
+// member without an extension url.
+func markOwn(rules []*crule) {
+	for _, r := range rules {
+		r.own = r.srcPath != nil && r.srcPath == r.target && len(r.target.segs) == 1 && r.target.segs[0].url == ""
+	}
+}
+
+// typeEntry is what Map needs of a resource type, found with one look-up
+// of the type's name (the model's type, the plans, the rules and the
+// report size hint would be five).
+type typeEntry struct {
+	t     *model.Type
+	plans [2]*touchPlan // in, out
+	rules []*crule
+	size  *atomic.Int32 // nil: no rules of the type's own
+}
+
+// plan returns the entry's plan for a direction (as planFor).
+func (e *typeEntry) plan(dir string) *touchPlan {
+	if dir == DirectionOut {
+		return e.plans[1]
+	}
+	return e.plans[0]
 }
 
 // planFor returns the plan of a resource type in a direction.
@@ -278,7 +386,6 @@ func (s *Set) planOf(t *model.Type, dir string, groups ...[]*crule) *touchPlan {
 	}
 	b := &planBuilder{p: p}
 	b.fullKid(p.root, "resourceType")
-	b.fullKid(p.root, "meta") // the profile tag
 	for _, g := range groups {
 		for _, r := range g {
 			if r.appliesTo(dir) {
@@ -288,6 +395,21 @@ func (s *Set) planOf(t *model.Type, dir string, groups ...[]*crule) *touchPlan {
 	}
 	if p.all {
 		p.root = nil
+		return p
 	}
+	meta := s.m.Type("Meta")
+	var tag int
+	ok := meta != nil
+	if ok {
+		tag, _, ok = meta.Lookup("tag")
+	}
+	if dir == DirectionIn && p.root.kid("meta") == nil && ok {
+		// Only the profile tag goes into meta: the rest of it stays bytes.
+		p.metaRaw, p.metaType, p.tagRank = true, meta, int32(2*tag)
+	} else {
+		// The profile tag is set, or removed, on the decoded meta.
+		b.fullKid(p.root, "meta")
+	}
+	p.root.index()
 	return p
 }

@@ -113,6 +113,40 @@ func parseFHIRTime(s string, loc *time.Location) (p parsedTime, ok bool) {
 	return p, true
 }
 
+// isUTCDateTime reports whether s is a FHIR date-time in UTC that the
+// datetime transform writes back as the same text when the output zone is
+// UTC (or the zone sent): YYYY-MM-DDThh:mm:ss[.s]Z with a valid date, no
+// leap second (written as :59) and at most nine fraction digits (more are
+// cut).
+func isUTCDateTime(s string) bool {
+	if len(s) < 20 || s[len(s)-1] != 'Z' || s[4] != '-' || s[7] != '-' || s[10] != 'T' || s[13] != ':' || s[16] != ':' {
+		return false
+	}
+	y, ok1 := digits4(s[0:4])
+	m, ok2 := digits2(s[5:7])
+	d, ok3 := digits2(s[8:10])
+	hh, ok4 := digits2(s[11:13])
+	mm, ok5 := digits2(s[14:16])
+	ss, ok6 := digits2(s[17:19])
+	if !ok1 || !ok2 || !ok3 || !ok4 || !ok5 || !ok6 || m < 1 || m > 12 || d < 1 || hh > 23 || mm > 59 || ss > 59 {
+		return false
+	}
+	if d > 28 && d > daysIn(y, m) {
+		return false
+	}
+	if frac := s[19 : len(s)-1]; frac != "" {
+		if frac[0] != '.' || len(frac) < 2 || len(frac) > 10 {
+			return false
+		}
+		for i := 1; i < len(frac); i++ {
+			if !isDigit(frac[i]) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func digits2(s string) (int, bool) {
 	if !isDigit(s[0]) || !isDigit(s[1]) {
 		return 0, false
@@ -426,6 +460,12 @@ func init() {
 				s, ok := v.(string)
 				if !ok {
 					return nil, failf("not text")
+				}
+				// A UTC date-time in FHIR form written in UTC (or as sent)
+				// stays as it is: the common case, without the time
+				// arithmetic.
+				if (zone == "utc" || zone == "keep" || zone == "practice" && tc.loc == time.UTC) && isUTCDateTime(s) {
+					return v, nil
 				}
 				p, err := parseLooseTime(s, tc.loc)
 				if err != nil {
