@@ -490,3 +490,66 @@ func loadPatientsAndObservations(tb testing.TB, s *Store, total, batch int) {
 		}
 	}
 }
+
+// TestVersionRowsKeepEachWritesSource: version rows are inserted many to a
+// statement, with the columns the rows share bound once. Every row must
+// still carry its own write's connection and raw payload, whether a chunk
+// of rows shares them or not, and the practice and stored_at of its write.
+func TestVersionRowsKeepEachWritesSource(t *testing.T) {
+	ctx := context.Background()
+	s, _ := openTemp(t)
+	defer s.Close()
+	type src struct {
+		conn string
+		raw  int64
+	}
+	// 85 rows from one source (chunks of 64, 16, 4 and 1), then 150 rows
+	// whose source changes every 7 rows, so most chunks mix sources.
+	var ws []store.ResourceWrite
+	var want []src
+	for i := range 85 {
+		id := fmt.Sprint("u", i)
+		ws = append(ws, store.ResourceWrite{ResourceType: "Patient", ID: id, Body: patientBody(id, i), Connection: "c1", RawID: 11})
+		want = append(want, src{"c1", 11})
+	}
+	for i := range 150 {
+		id := fmt.Sprint("m", i)
+		k := i / 7
+		sc := src{fmt.Sprint("c", 2+k%3), int64(20 + k)}
+		ws = append(ws, store.ResourceWrite{ResourceType: "Patient", ID: id, Body: patientBody(id, i), Connection: sc.conn, RawID: sc.raw})
+		want = append(want, sc)
+	}
+	before := time.Now().UnixNano()
+	res, err := s.WriteResources(ctx, "p9", ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := time.Now().UnixNano()
+	var stored0 int64
+	for i, r := range res {
+		var practice, rt, id, conn string
+		var raw, stored, version int64
+		if err := s.r.QueryRow(`SELECT practice, resource_type, id, connection, raw_id, stored_at, version FROM resource_versions WHERE seq = ?`, r.Seq).
+			Scan(&practice, &rt, &id, &conn, &raw, &stored, &version); err != nil {
+			t.Fatalf("row of write %d (seq %d): %v", i, r.Seq, err)
+		}
+		if practice != "p9" || rt != "Patient" || id != ws[i].ID || version != 1 {
+			t.Errorf("write %d: row (%s, %s, %s, v%d), want (p9, Patient, %s, v1)", i, practice, rt, id, version, ws[i].ID)
+		}
+		if conn != want[i].conn || raw != want[i].raw {
+			t.Errorf("write %d: connection %q raw %d, want %q %d", i, conn, raw, want[i].conn, want[i].raw)
+		}
+		if stored < before || stored > after {
+			t.Errorf("write %d: stored_at %d outside the call [%d, %d]", i, stored, before, after)
+		}
+		if i == 0 {
+			stored0 = stored
+		} else if stored != stored0 {
+			t.Errorf("write %d: stored_at %d, want the write's %d", i, stored, stored0)
+		}
+	}
+	var n int
+	if err := s.r.QueryRow(`SELECT count(*) FROM resource_versions WHERE practice = 'p9'`).Scan(&n); err != nil || n != len(ws) {
+		t.Errorf("%d rows (%v), want %d", n, err, len(ws))
+	}
+}
