@@ -850,17 +850,19 @@ func (o *ops) del(withKey []byte, k0 int) {
 }
 
 // less orders operations by key, then by the order they were added in (keys
-// are laid out in the buffer in that order, so k0 breaks ties).
-func (o *ops) less(x, y *kvOp) bool {
+// are laid out in the buffer in that order, so k0 breaks ties), for keys
+// that agree on their first w bytes and whose pfx and pfx2 hold their bytes
+// [w, w+16) (sort moves that window along long shared prefixes).
+func (o *ops) less(x, y *kvOp, w uint32) bool {
 	if x.pfx != y.pfx {
 		return x.pfx < y.pfx
 	}
 	if x.pfx2 != y.pfx2 {
 		return x.pfx2 < y.pfx2
 	}
-	from := uint32(0)
-	if x.k1-x.k0 >= 16 && y.k1-y.k0 >= 16 {
-		from = 16 // the first 16 bytes are equal
+	from := w
+	if x.k1-x.k0 >= w+16 && y.k1-y.k0 >= w+16 {
+		from = w + 16 // the window's bytes are equal
 	}
 	if c := bytes.Compare(o.buf[x.k0+from:x.k1], o.buf[y.k0+from:y.k1]); c != 0 {
 		return c < 0
@@ -868,78 +870,136 @@ func (o *ops) less(x, y *kvOp) bool {
 	return x.k0 < y.k0
 }
 
-// sort sorts kv with less: an introsort (quicksort, insertion sort for
-// short runs, heapsort past a depth limit) written out for kvOp, because a
-// batch sorts about ten operations per resource and a generic sort's call
-// per comparison was most of that cost.
+// sortSmall is the size under which a group is sorted by comparisons.
+const sortSmall = 48
+
+// sort sorts kv by key, then by the order the operations were added in: a
+// most-significant-byte radix sort, because in a bulk spill most keys share
+// long prefixes with many others (a collection and parameter, then a value:
+// a token's code, a patient's reference), which comparisons read again and
+// again; small groups are sorted by comparisons, written out for kvOp (a
+// generic sort's call per comparison was most of a batch's sort).
 func (o *ops) sort(kv []kvOp) {
-	o.quick(kv, 2*bits.Len(uint(len(kv))))
+	o.radix(kv, 0, 0)
 }
 
-func (o *ops) quick(kv []kvOp, depth int) {
-	for len(kv) > 12 {
-		if depth == 0 {
-			o.heapSort(kv)
+// radix sorts kv, whose keys agree on their first d bytes, and whose pfx and
+// pfx2 hold their bytes [w, w+16), zero-padded, with w <= d <= w+16. Keys
+// that agree on all 16 bytes get the next 16 in pfx and pfx2 while they are
+// sorted (one read of the buffer per 16 shared bytes, where comparisons
+// would read them at each step), and their own back after.
+func (o *ops) radix(kv []kvOp, d, w uint32) {
+	for len(kv) > 1 {
+		// Skip the bytes of the window every key has (and no key ends in).
+		x0, y0 := kv[0].pfx, kv[0].pfx2
+		var dx, dy uint64
+		short := uint32(math.MaxUint32)
+		for i := range kv {
+			e := &kv[i]
+			dx |= e.pfx ^ x0
+			dy |= e.pfx2 ^ y0
+			short = min(short, e.k1-e.k0)
+		}
+		same := uint32(16)
+		if dx != 0 {
+			same = uint32(bits.LeadingZeros64(dx)) / 8
+		} else if dy != 0 {
+			same = 8 + uint32(bits.LeadingZeros64(dy))/8
+		}
+		d = max(d, min(w+same, short))
+		if d == w+16 {
+			// Every key is at least d long: move the window on.
+			for i := range kv {
+				e := &kv[i]
+				e.pfx, e.pfx2 = keyPrefix(o.buf[e.k0+d : e.k1])
+			}
+			o.radix(kv, d, d)
+			if w == 0 { // the keys' own first 16 bytes, all equal
+				for i := range kv {
+					kv[i].pfx, kv[i].pfx2 = x0, y0
+				}
+			}
 			return
 		}
-		depth--
-		// Median of three to kv[0], then partition around it.
-		m := len(kv) / 2
-		a, b, c := 0, m, len(kv)-1
-		if o.less(&kv[b], &kv[a]) {
-			a, b = b, a
+		if len(kv) <= sortSmall {
+			o.quick(kv, w)
+			return
 		}
-		if o.less(&kv[c], &kv[b]) {
-			b = c
-			if o.less(&kv[b], &kv[a]) {
-				b = a
+		// Bucket 0 holds the keys that end at d; bucket 1+c those whose
+		// byte d is c.
+		var count [257]uint32
+		second, sh := d-w >= 8, 56-8*((d-w)%8) // byte d's word and shift
+		bucket := func(e *kvOp) uint32 {
+			if e.k1-e.k0 <= d {
+				return 0
+			}
+			if second {
+				return 1 + uint32(byte(e.pfx2>>sh))
+			}
+			return 1 + uint32(byte(e.pfx>>sh))
+		}
+		for i := range kv {
+			count[bucket(&kv[i])]++
+		}
+		if count[0] == uint32(len(kv)) { // equal keys
+			byAddition(kv)
+			return
+		}
+		// Move each operation to its bucket (in place: each swap puts
+		// one where it belongs). count becomes the buckets' ends.
+		var next [257]uint32
+		at := uint32(0)
+		for b := range count {
+			next[b] = at
+			at += count[b]
+			count[b] = at
+		}
+		for b := range count {
+			for next[b] < count[b] {
+				i := next[b]
+				t := bucket(&kv[i])
+				for t != uint32(b) {
+					j := next[t]
+					next[t]++
+					kv[i], kv[j] = kv[j], kv[i]
+					t = bucket(&kv[i])
+				}
+				next[b]++
 			}
 		}
-		kv[0], kv[b] = kv[b], kv[0]
-		p := &kv[0]
-		i, j := 1, len(kv)-1
-		for {
-			for i <= j && o.less(&kv[i], p) {
-				i++
+		// Equal keys (bucket 0) keep the order they were added in; the
+		// others go on with the next byte.
+		byAddition(kv[:count[0]])
+		for b := 1; b < len(count); b++ {
+			if lo, hi := count[b-1], count[b]; hi-lo > 1 {
+				o.radix(kv[lo:hi], d+1, w)
 			}
-			for i <= j && o.less(p, &kv[j]) {
-				j--
-			}
-			if i >= j {
-				break
-			}
-			kv[i], kv[j] = kv[j], kv[i]
-			i++
-			j--
 		}
-		kv[0], kv[j] = kv[j], kv[0]
-		// Recurse into the smaller side, loop on the larger.
-		if j < len(kv)-j-1 {
-			o.quick(kv[:j], depth)
-			kv = kv[j+1:]
-		} else {
-			o.quick(kv[j+1:], depth)
-			kv = kv[:j]
-		}
-	}
-	for i := 1; i < len(kv); i++ {
-		for j := i; j > 0 && o.less(&kv[j], &kv[j-1]); j-- {
-			kv[j], kv[j-1] = kv[j-1], kv[j]
-		}
+		return
 	}
 }
 
-func (o *ops) heapSort(kv []kvOp) {
+// byAddition sorts operations on one key by the order they were added in:
+// by insertion, or for a key written many times in a batch by a heapsort.
+func byAddition(kv []kvOp) {
+	if len(kv) <= 16 {
+		for i := 1; i < len(kv); i++ {
+			for j := i; j > 0 && kv[j].k0 < kv[j-1].k0; j-- {
+				kv[j], kv[j-1] = kv[j-1], kv[j]
+			}
+		}
+		return
+	}
 	down := func(i, n int) {
 		for {
 			c := 2*i + 1
 			if c >= n {
 				return
 			}
-			if c+1 < n && o.less(&kv[c], &kv[c+1]) {
+			if c+1 < n && kv[c].k0 < kv[c+1].k0 {
 				c++
 			}
-			if !o.less(&kv[i], &kv[c]) {
+			if kv[i].k0 >= kv[c].k0 {
 				return
 			}
 			kv[i], kv[c] = kv[c], kv[i]
@@ -952,6 +1012,56 @@ func (o *ops) heapSort(kv []kvOp) {
 	for n := len(kv) - 1; n > 0; n-- {
 		kv[0], kv[n] = kv[n], kv[0]
 		down(0, n)
+	}
+}
+
+// quick sorts a small group by comparisons (see radix for w): quicksort
+// with a median of three, insertion sort for the shortest.
+func (o *ops) quick(kv []kvOp, w uint32) {
+	for len(kv) > 12 {
+		// Median of three to kv[0], then partition around it.
+		m := len(kv) / 2
+		a, b, c := 0, m, len(kv)-1
+		if o.less(&kv[b], &kv[a], w) {
+			a, b = b, a
+		}
+		if o.less(&kv[c], &kv[b], w) {
+			b = c
+			if o.less(&kv[b], &kv[a], w) {
+				b = a
+			}
+		}
+		kv[0], kv[b] = kv[b], kv[0]
+		p := &kv[0]
+		i, j := 1, len(kv)-1
+		for {
+			for i <= j && o.less(&kv[i], p, w) {
+				i++
+			}
+			for i <= j && o.less(p, &kv[j], w) {
+				j--
+			}
+			if i >= j {
+				break
+			}
+			kv[i], kv[j] = kv[j], kv[i]
+			i++
+			j--
+		}
+		kv[0], kv[j] = kv[j], kv[0]
+		// Recurse into the smaller side, loop on the larger.
+		if j < len(kv)-j-1 {
+			o.quick(kv[:j], w)
+			kv = kv[j+1:]
+		} else {
+			o.quick(kv[j+1:], w)
+			kv = kv[:j]
+		}
+	}
+	for i := 1; i < len(kv); i++ {
+		for j := i; j > 0 && o.less(&kv[j], &kv[j-1], w); j-- {
+			kv[j], kv[j-1] = kv[j-1], kv[j]
+		}
 	}
 }
 
