@@ -230,8 +230,11 @@ type indexOptions struct {
 }
 
 // L0 thresholds of the index, counted in L0 sublevels (one per flushed
-// memtable when keys are random; see openIndex): with the default 8 MiB
-// memtables, about 192 MiB of L0 data go into one L0 compaction.
+// memtable when keys are random; see openIndex): with the default 16 MiB
+// memtables, up to about 384 MiB of L0 data go into one L0 compaction. (A
+// 1.16M-resource bulk load measured with the indexstats tag: 34 flushes,
+// 303 MiB compacted, no compaction debt left; with 8 MiB memtables 68
+// flushes and 675 MiB compacted.)
 const (
 	l0CompactionThreshold = 24
 	l0StopWritesThreshold = 64
