@@ -3,14 +3,12 @@ package mapping
 import (
 	"bytes"
 	"context"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/mediflow/mediflow/internal/mapping/conceptmap"
 	"github.com/mediflow/mediflow/internal/sim"
-	"github.com/mediflow/mediflow/internal/sim/flavor"
 	"github.com/mediflow/mediflow/internal/sim/gen"
 	"github.com/mediflow/mediflow/profiles"
 )
@@ -132,25 +130,7 @@ func BenchmarkMapBulkMix(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	s, err := sim.New(sim.Config{Tenants: []sim.TenantConfig{{ID: "bench", Flavor: "generic", Seed: 9, Data: &gen.Options{Patients: 60}}}})
-	if err != nil {
-		b.Fatal(err)
-	}
-	var mix [][]byte
-	for _, rt := range flavor.AllTypes() {
-		cur := s.Current("bench", rt)
-		ids := make([]string, 0, len(cur))
-		for id := range cur {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		for _, id := range ids {
-			mix = append(mix, cur[id])
-		}
-	}
-	if len(mix) < 500 {
-		b.Fatalf("%d resources", len(mix))
-	}
+	mix := bulkMixCorpus(b) // fastmap_test.go
 	// A fixed permutation (stride coprime with the length) interleaves
 	// the types.
 	stride := 7919

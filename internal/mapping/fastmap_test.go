@@ -22,8 +22,7 @@ import (
 // the general code they stand for: meta kept as bytes with the profile tag
 // written into them (tagMeta), rules that read their own target with one
 // look-up (crule.own), the datetime transform's UTC shortcut, kids found by
-// rank (planNode.kidAt), strings boxed in the decoder's slab (boxString)
-// and the report tail MapInto clears.
+// rank (planNode.kidAt) and the report tail MapInto clears.
 
 // bulkMixCorpus is BenchmarkMapBulkMix's input: every resource of a
 // generic simulator practice of 60 patients, type by type, by id.
