@@ -240,6 +240,15 @@ const (
 	l0StopWritesThreshold = 64
 )
 
+// indexBlockSize is the data block size of the index's tables (Pebble's
+// default is 4 KiB). Building a table costs per block as much as per key:
+// on the keys of a 1.16M-resource bulk load, 32 KiB blocks took 43 - 46 %
+// less CPU to write than 4 KiB ones (cur, order and posting keys alike),
+// and flushes and compactions write and read these tables. Reads lose
+// little: searches scan postings and order keys in key order, and a point
+// lookup (a cur key) binary-searches one block held in the cache either way.
+const indexBlockSize = 32 << 10
+
 // pebbleLog passes Pebble's messages to the store's logger. Only the format
 // strings are logged: arguments may include keys, which hold search values.
 type pebbleLog struct{ l *slog.Logger }
@@ -302,6 +311,7 @@ func openIndex(dir string, o indexOptions, log *slog.Logger) (*index, error) {
 	}
 	for i := range po.Levels {
 		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10) // cheap misses for new ids
+		po.Levels[i].BlockSize = indexBlockSize
 	}
 
 	db, err := pebble.Open(dir, po)

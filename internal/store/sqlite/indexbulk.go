@@ -449,6 +449,10 @@ func (ix *index) mergeRuns(ctx context.Context) ([]string, int64, error) {
 	// the filter was about a tenth of the merge's CPU, and it would take
 	// space on disk and in the cache for nothing.
 	wo.FilterPolicy = pebble.NoFilterPolicy
+	// No compression either: a posting key is mostly an id and a time,
+	// which Snappy shrank by 4 % (59.7 against 57.4 bytes per key) for
+	// a quarter of the CPU of writing the table.
+	wo.Compression = sstable.NoCompression
 	tfs := bufferedFS{b.fs}
 	var next atomic.Int64
 	var nfile atomic.Int64
