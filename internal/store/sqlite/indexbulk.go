@@ -453,6 +453,9 @@ func (ix *index) mergeRuns(ctx context.Context) ([]string, int64, error) {
 	// which Snappy shrank by 4 % (59.7 against 57.4 bytes per key) for
 	// a quarter of the CPU of writing the table.
 	wo.Compression = sstable.NoCompression
+	// And 32 KiB blocks: 43 - 46 % less CPU to build than 4 KiB ones, and
+	// no reader holds a block per table while the merge runs.
+	wo.BlockSize = 32 << 10
 	tfs := bufferedFS{b.fs}
 	var next atomic.Int64
 	var nfile atomic.Int64
