@@ -461,7 +461,13 @@ func (ix *index) mergeRuns(ctx context.Context) ([]string, int64, error) {
 	var nfile atomic.Int64
 	nfile.Store(int64(b.files))
 	g, gctx := errgroup.WithContext(ctx)
-	workers := min(2, runtime.GOMAXPROCS(0), len(chunks))
+	// Up to twice as many workers as cores: each waits for its tables'
+	// syncs (tens of milliseconds per table) and its run reads, and the
+	// others use that time. Four against two on 2 cores: the 1.16M bulk
+	// load's merge took 1.19 - 1.66 s instead of 1.41 - 1.77 s in three
+	// alternating pairs, at the same peak RSS. At most four: every worker
+	// holds a read buffer per run.
+	workers := min(4, 2*runtime.GOMAXPROCS(0), len(chunks))
 	for range workers {
 		g.Go(func() error {
 			for {
