@@ -4,10 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,18 +32,7 @@ func bulkMixCorpus(t testing.TB) [][]byte {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var mix [][]byte
-	for _, rt := range flavor.AllTypes() {
-		cur := s.Current("bench", rt)
-		ids := make([]string, 0, len(cur))
-		for id := range cur {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		for _, id := range ids {
-			mix = append(mix, cur[id])
-		}
-	}
+	mix := currentByID(s, "bench", flavor.AllTypes(), math.MaxInt)
 	if len(mix) < 500 {
 		t.Fatalf("%d resources", len(mix))
 	}

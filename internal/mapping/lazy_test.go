@@ -34,9 +34,15 @@ func simCorpus(t testing.TB, flavor string, seed uint64, patients, perType int) 
 	if err != nil {
 		t.Fatal(err)
 	}
+	return currentByID(s, "d", s.ResourceTypes("d"), perType)
+}
+
+// currentByID returns a simulator tenant's current resources of the given
+// types, type by type, by id, at most perType of each.
+func currentByID(s *sim.Sim, tenant string, types []string, perType int) [][]byte {
 	var out [][]byte
-	for _, rt := range s.ResourceTypes("d") {
-		cur := s.Current("d", rt)
+	for _, rt := range types {
+		cur := s.Current(tenant, rt)
 		ids := make([]string, 0, len(cur))
 		for id := range cur {
 			ids = append(ids, id)
