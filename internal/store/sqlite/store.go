@@ -244,9 +244,13 @@ func Open(ctx context.Context, path string, opts Options) (*Store, error) {
 	go s.checkpointer(ckptCtx)
 	// Commits checkpoint only if the background checkpointer falls far behind.
 	var pageBytes int64
-	if err := s.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageBytes); err != nil || pageBytes <= 0 {
+	if err := s.w.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&pageBytes); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("sqlite: read page size: %w", err)
+	}
+	if pageBytes <= 0 {
+		s.Close()
+		return nil, fmt.Errorf("sqlite: %s reports a page size of %d", path, pageBytes)
 	}
 	if _, err := s.w.ExecContext(ctx, fmt.Sprintf(`PRAGMA wal_autocheckpoint = %d`, walMaxBytes/pageBytes)); err != nil {
 		s.Close()
